@@ -1,0 +1,5 @@
+"""`python -m processor` runs the same CLI as `attendance-processor`."""
+
+from processor.cli import main
+
+raise SystemExit(main())

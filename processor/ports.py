@@ -1,0 +1,90 @@
+"""The small protocols each outside system sits behind."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Literal, Protocol
+
+from processor.models import Meeting
+
+Destination = Literal["processed", "review"]
+
+
+@dataclass(frozen=True)
+class MessageRef:
+    """One message in the mailbox: its key there (IMAP UID or maildir key) and size."""
+
+    key: str
+    size: int
+
+
+class Mailbox(Protocol):
+    """The committee inbox: list what waits, fetch it without marking it, file it."""
+
+    def sync_token(self) -> str:
+        """An id of the folder's identity (IMAP UIDVALIDITY); keys are valid only under it."""
+        ...
+
+    def list_messages(self) -> list[MessageRef]:
+        """Every message now in the source folder, oldest first, with its size."""
+        ...
+
+    def fetch(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, bytes]]:
+        """The raw bytes of each message (IMAP BODY.PEEK[], chunked), never setting \\Seen."""
+        ...
+
+    def fetch_header(self, ref: MessageRef) -> bytes:
+        """Only the header block: for messages too large to download."""
+        ...
+
+    def move(self, refs: Sequence[MessageRef], destination: Destination) -> None:
+        """File messages in the processed or review folder (created when missing)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class Connection(Protocol):
+    """An open transport connection: one per cycle."""
+
+    def send(self, message: EmailMessage) -> None:
+        """Hand the message over; recipients are its To header."""
+        ...
+
+
+class Transport(Protocol):
+    """Sends replies: SMTP, Graph sendMail, or files in a folder."""
+
+    def connect(self) -> AbstractContextManager[Connection]: ...
+
+
+@dataclass(frozen=True)
+class Attendee:
+    address: str  # lower-case
+    name: str | None = None
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """A Teams meeting event on the organiser's calendar."""
+
+    event_id: str
+    etag: str
+    join_url: str | None
+
+
+class Calendar(Protocol):
+    """The organiser's calendar: one Teams event per meeting, attendees kept in step."""
+
+    def ensure_event(self, meeting: Meeting, known: EventRef | None) -> EventRef:
+        """Create (deterministic transactionId), adopt or update the meeting's event."""
+        ...
+
+    def update_attendees(
+        self, event: EventRef, add: Sequence[Attendee], remove: Sequence[str]
+    ) -> EventRef:
+        """One PATCH of `attendees` under If-Match; re-read and retry on 412."""
+        ...
