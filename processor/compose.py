@@ -1,0 +1,359 @@
+"""Composing the reply email: Jinja2 templates per reply kind, threading headers, .ics.
+
+Residents' words reach the templates only as values (never as template source), the
+HTML templates are autoescaped, and every header is set through the header registry
+so nothing a resident writes can add a header.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, tzinfo
+from email.errors import HeaderParseError
+from email.headerregistry import Address
+from email.message import EmailMessage
+from email.policy import SMTP
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, Final
+
+from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
+
+from processor.config import CommitteeConfig
+from processor.errors import ConfigError, PermanentError
+from processor.ics import build_ics
+from processor.models import Decision, InboundEmail, Meeting, Mode, ReplyKind
+
+LOOP_HEADER: Final = "X-Attendance-Processor"
+
+REPLY_KINDS: Final[tuple[ReplyKind, ...]] = (
+    "confirmed_in_person",
+    "confirmed_online",
+    "waitlisted",
+    "clarification_meeting",
+    "clarification_mode",
+    "cancelled",
+    "changed",
+    "already_registered",
+    "closed",
+    "referred",
+    "speak_acknowledged",
+    "no_registration",
+    "promoted",
+    "reminder",
+)
+# Kinds that talk about one meeting and make no sense without it.
+NEEDS_MEETING: Final[frozenset[ReplyKind]] = frozenset(
+    {
+        "confirmed_in_person",
+        "confirmed_online",
+        "waitlisted",
+        "clarification_mode",
+        "cancelled",
+        "changed",
+        "already_registered",
+        "promoted",
+        "reminder",
+    }
+)
+# Kinds sent to someone who holds (or waits for) a place, so "reply cancel" applies.
+HOLDS_PLACE: Final[frozenset[ReplyKind]] = frozenset(
+    {
+        "confirmed_in_person",
+        "confirmed_online",
+        "waitlisted",
+        "changed",
+        "already_registered",
+        "promoted",
+        "reminder",
+    }
+)
+ICS_KINDS: Final[frozenset[ReplyKind]] = frozenset({"confirmed_in_person", "changed", "promoted"})
+
+MAX_REFERENCES = 20  # RFC 5322 3.6.4 allows trimming; keep the root and the latest
+MAX_SUBJECT = 200
+MAX_NAME = 80
+_MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
+_REPLY_PREFIX = re.compile(r"^(?:\s*(?:re|aw|sv|antw|ref)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
+_DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
+_MONTHS = (
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
+)
+
+
+@dataclass(frozen=True)
+class RenderedReply:
+    """The three rendered parts of one reply."""
+
+    subject: str  # the summary line, used when the resident's subject is empty
+    text: str
+    html: str
+
+
+# --- templates -------------------------------------------------------------------------
+
+
+def templates_dir() -> Path:
+    """The reply templates: the repository checkout's `templates/`, else package data."""
+    checkout = Path(__file__).resolve().parents[1] / "templates"
+    if checkout.is_dir():
+        return checkout
+    packaged = Path(str(resources.files("processor") / "templates"))
+    if packaged.is_dir():
+        return packaged
+    raise ConfigError("templates", f"reply templates not found in {checkout} or {packaged}")
+
+
+@lru_cache(maxsize=4)
+def make_environment(directory: Path | None = None) -> Environment:
+    """A Jinja2 environment: strict about missing values, escaping HTML templates only."""
+    return Environment(
+        loader=FileSystemLoader(str(directory or templates_dir())),
+        undefined=StrictUndefined,
+        # Template names end in ".html.j2"; select_autoescape matches name endings.
+        autoescape=select_autoescape(enabled_extensions=("html.j2",), default=False),
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
+
+
+def render_reply(
+    kind: ReplyKind, context: dict[str, Any], env: Environment | None = None
+) -> RenderedReply:
+    """Render the subject, text and HTML templates of `kind` with `context`."""
+    env = env or make_environment()
+    subject = env.get_template(f"{kind}.subject.txt.j2").render(context)
+    return RenderedReply(
+        subject=one_line(subject, MAX_SUBJECT),
+        text=env.get_template(f"{kind}.txt.j2").render(context).strip() + "\n",
+        html=env.get_template(f"{kind}.html.j2").render(context).strip() + "\n",
+    )
+
+
+# --- formatting ------------------------------------------------------------------------
+
+
+def one_line(value: str, limit: int) -> str:
+    """`value` as a single line without control characters, at most `limit` characters."""
+    cleaned = "".join(
+        " " if unicodedata.category(ch).startswith("C") or ch.isspace() else ch for ch in value
+    )
+    return " ".join(cleaned.split())[:limit].strip()
+
+
+def _clock(moment: datetime) -> str:
+    hour = moment.hour % 12 or 12
+    suffix = "am" if moment.hour < 12 else "pm"
+    return f"{hour}:{moment.minute:02d}{suffix}" if moment.minute else f"{hour}{suffix}"
+
+
+def format_day(moment: datetime) -> str:
+    """E.g. "Thursday 10 December 2026" (names spelt out here, not by the locale)."""
+    return f"{_DAYS[moment.weekday()]} {moment.day} {_MONTHS[moment.month - 1]} {moment.year}"
+
+
+def format_when(start: datetime, end: datetime, tz: tzinfo) -> str:
+    """E.g. "Thursday 10 December 2026, 6:30pm to 8:30pm", in the committee's time zone."""
+    s, e = start.astimezone(tz), end.astimezone(tz)
+    if s.date() == e.date():
+        return f"{format_day(s)}, {_clock(s)} to {_clock(e)}"
+    return f"{format_day(s)}, {_clock(s)} to {format_day(e)}, {_clock(e)}"
+
+
+def _places(party_size: int) -> str:
+    if party_size <= 1:
+        return "1 (just you)"
+    others = party_size - 1
+    return f"{party_size} (you and {others} other {'person' if others == 1 else 'people'})"
+
+
+# --- headers ---------------------------------------------------------------------------
+
+
+def reply_message_id(inbound_message_id: str, kind: str, domain: str) -> str:
+    """A Message-ID derived from what we answer, so a retried send carries the same one."""
+    digest = hashlib.sha256(f"{inbound_message_id}\0{kind}".encode()).hexdigest()[:32]
+    return f"<{digest}.reply@{domain}>"
+
+
+def reply_subject(original: str, fallback: str) -> str:
+    """ "Re: <original>", never "Re: Re:", on one line; `fallback` when there was none."""
+    cleaned = _REPLY_PREFIX.sub("", one_line(original, 1000)).strip()
+    if not cleaned:
+        return one_line(fallback, MAX_SUBJECT)
+    return f"Re: {cleaned[:MAX_SUBJECT]}"
+
+
+def thread_references(references: Sequence[str], message_id: str) -> list[str]:
+    """References for a reply: theirs plus the message answered, well-formed, trimmed."""
+    ids: list[str] = []
+    for candidate in (*references, message_id):
+        value = candidate.strip()
+        if _MESSAGE_ID.fullmatch(value) and value not in ids:
+            ids.append(value)
+    if len(ids) > MAX_REFERENCES:
+        ids = [ids[0], *ids[-(MAX_REFERENCES - 1) :]]
+    return ids
+
+
+def _address(addr_spec: str, display_name: str = "") -> Address:
+    try:
+        return Address(display_name=one_line(display_name, MAX_NAME), addr_spec=addr_spec.strip())
+    except (ValueError, IndexError, HeaderParseError) as exc:
+        raise PermanentError(f"cannot reply to address {addr_spec!r}: {exc}") from exc
+
+
+# --- the reply -------------------------------------------------------------------------
+
+
+def _mode_for(kind: ReplyKind, decision: Decision) -> Mode | None:
+    if kind == "confirmed_in_person":
+        return "in_person"
+    if kind == "confirmed_online":
+        return "online"
+    return decision.mode
+
+
+def _meeting_view(meeting: Meeting, tz: tzinfo) -> dict[str, str]:
+    return {
+        "id": meeting.id,
+        "title": meeting.title,
+        "when": format_when(meeting.start, meeting.end, tz),
+        "venue": meeting.venue,
+    }
+
+
+def build_context(
+    kind: ReplyKind,
+    *,
+    decision: Decision,
+    meeting: Meeting | None,
+    open_meetings: Sequence[Meeting],
+    committee: CommitteeConfig,
+    join_url: str | None = None,
+    resident_name: str | None = None,
+    has_ics: bool = False,
+) -> dict[str, Any]:
+    """The values the templates see: every key always present (StrictUndefined)."""
+    mode = _mode_for(kind, decision)
+    party_size = max(1, decision.party_size or 1)
+    contact = committee.contact or committee.address
+    # Only a Teams https link becomes a link; anything else would be an odd href.
+    safe_join = join_url if join_url and join_url.startswith("https://") else None
+    return {
+        "kind": kind,
+        "committee": {
+            "name": committee.name,
+            "address": committee.address,
+            "contact": contact,
+            "contact_is_address": "@" in contact and " " not in contact.strip(),
+        },
+        "name": one_line(resident_name, MAX_NAME) or None if resident_name else None,
+        "meeting": _meeting_view(meeting, committee.timezone) if meeting else None,
+        "mode": mode,
+        "party_size": party_size if mode == "in_person" else None,
+        "places": _places(party_size),
+        "join_url": safe_join,
+        "open_meetings": [_meeting_view(m, committee.timezone) for m in open_meetings],
+        "holds_place": kind in HOLDS_PLACE,
+        "has_ics": has_ics,
+    }
+
+
+def compose_reply(
+    kind: ReplyKind,
+    *,
+    email: InboundEmail,
+    decision: Decision,
+    meeting: Meeting | None,
+    open_meetings: Sequence[Meeting],
+    committee: CommitteeConfig,
+    message_id: str,
+    now: datetime,
+    join_url: str | None = None,
+    resident_name: str | None = None,
+    ics_sequence: int = 0,
+    env: Environment | None = None,
+) -> EmailMessage:
+    """The reply to `email`: text + HTML (+ .ics for in-person places), threaded, marked."""
+    if kind in NEEDS_MEETING and meeting is None:
+        raise PermanentError(f"a {kind} reply needs a meeting, and none was given")
+    if now.tzinfo is None:
+        raise ValueError("now must be timezone-aware")
+    mode = _mode_for(kind, decision)
+    with_ics = meeting is not None and kind in ICS_KINDS and mode == "in_person"
+    context = build_context(
+        kind,
+        decision=decision,
+        meeting=meeting,
+        open_meetings=open_meetings,
+        committee=committee,
+        join_url=join_url,
+        resident_name=resident_name,
+        has_ics=with_ics,
+    )
+    rendered = render_reply(kind, context, env)
+
+    message = EmailMessage(policy=SMTP)
+    message["From"] = _address(committee.address, committee.name)
+    message["To"] = _address(email.reply_to, context["name"] or "")
+    message["Subject"] = reply_subject(email.subject, rendered.subject)
+    message["Date"] = now
+    message["Message-ID"] = message_id
+    if _MESSAGE_ID.fullmatch(email.message_id.strip()):
+        message["In-Reply-To"] = email.message_id.strip()
+    references = thread_references(email.references, email.message_id)
+    if references:
+        message["References"] = " ".join(references)
+    # RFC 3834 section 5: mark the reply automatic so other responders stay quiet;
+    # X-Auto-Response-Suppress does the same for Exchange; LOOP_HEADER spots our own mail.
+    message["Auto-Submitted"] = "auto-replied"
+    message["X-Auto-Response-Suppress"] = "All"
+    message[LOOP_HEADER] = "1"
+
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    if with_ics and meeting is not None:
+        ics = build_ics(
+            meeting,
+            sender=email.sender or email.reply_to,
+            domain=committee.domain,
+            now=now,
+            description=_ics_description(context),
+            organiser_name=committee.name,
+            organiser_address=committee.address,
+            sequence=ics_sequence,
+        )
+        message.add_attachment(
+            ics.decode("utf-8"),
+            subtype="calendar",
+            filename=f"{re.sub(r'[^A-Za-z0-9._-]', '-', meeting.id)}.ics",
+            params={"method": "PUBLISH"},
+        )
+    return message
+
+
+def _ics_description(context: dict[str, Any]) -> str:
+    committee = context["committee"]
+    return (
+        f"Public meeting of the {committee['name']}. Places booked: {context['places']}. "
+        f"To cancel, reply to our email with the word cancel. "
+        f"Access needs: contact {committee['contact']}."
+    )
