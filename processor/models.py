@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Literal
 
@@ -186,3 +187,17 @@ class Situation:
     meetings: tuple[Meeting, ...]
     registrations: tuple[Registration, ...]  # this sender's registrations (any status)
     occupancy: dict[str, Occupancy]  # by meeting id
+
+
+def request_to_json(request: Request) -> str:
+    """Serialise a Request for the store (so a clarification reply can complete it)."""
+    return json.dumps(asdict(request), sort_keys=True)
+
+
+def request_from_json(text: str) -> Request:
+    data = json.loads(text)
+    data["meeting_candidates"] = tuple(data.get("meeting_candidates", ()))
+    data["access_needs"] = tuple(data.get("access_needs", ()))
+    data["refer_reasons"] = tuple(data.get("refer_reasons", ()))
+    data["evidence"] = tuple(Evidence(**e) for e in data.get("evidence", ()))
+    return Request(**data)

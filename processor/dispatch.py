@@ -1,0 +1,158 @@
+"""Carry out due outbox rows: Teams attendee changes per meeting, then replies.
+
+A row is marked `sending` before the outside call and `done` after it (the
+Healthchecks pattern), so a crash in between leaves it visibly in doubt; the next
+cycle settles it without doubling the effect (see `settle_reply`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+from collections import defaultdict
+from collections.abc import Sequence
+from datetime import timedelta
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import TYPE_CHECKING
+
+from processor import faults
+from processor.errors import PermanentError, TransientError
+from processor.models import Meeting
+from processor.ports import Attendee
+from processor.store import OutboxItem
+
+if TYPE_CHECKING:
+    from processor.pipeline import CycleReport, Services
+
+log = logging.getLogger(__name__)
+
+CALENDAR_KINDS = ("attendee_add", "attendee_remove")
+
+
+def dispatch(svc: Services, report: CycleReport) -> None:
+    """Everything due now: calendar first (so a join link exists), then replies."""
+    if svc.calendar is not None:
+        dispatch_calendar(svc, report)
+    dispatch_replies(svc, report)
+
+
+def backoff(attempts: int, retry_after: float | None = None) -> timedelta:
+    """Exponential backoff with full jitter, at least what the server asked for."""
+    ceiling = min(3600.0, 30.0 * 2 ** max(0, attempts - 1))
+    return timedelta(seconds=max(retry_after or 0.0, random.uniform(ceiling / 2, ceiling)))
+
+
+def record_failure(svc: Services, items: Sequence[OutboxItem], exc: Exception) -> None:
+    ids = [i.id for i in items]
+    attempts = max(i.attempts for i in items) + 1
+    if isinstance(exc, TransientError) and attempts < svc.config.worker.max_attempts:
+        retry_after = getattr(exc, "retry_after", None)
+        svc.store.postpone(ids, str(exc), svc.clock() + backoff(attempts, retry_after))
+    else:
+        svc.store.fail(ids, f"{type(exc).__name__}: {exc}")
+
+
+def meeting_fingerprint(meeting: Meeting) -> str:
+    """What the Teams event was made from; a change in config updates the event."""
+    fields = (meeting.title, meeting.start.isoformat(), meeting.end.isoformat(), meeting.venue)
+    return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()[:16]
+
+
+def dispatch_calendar(svc: Services, report: CycleReport) -> None:
+    """One attendee PATCH per meeting per cycle, whatever the number of residents."""
+    assert svc.calendar is not None
+    by_meeting: dict[str, list[OutboxItem]] = defaultdict(list)
+    for item in svc.store.due_outbox(svc.clock(), CALENDAR_KINDS):
+        if item.meeting_id:
+            by_meeting[item.meeting_id].append(item)
+    for meeting_id, items in by_meeting.items():
+        meeting = svc.config.meeting(meeting_id)
+        if meeting is None:
+            svc.store.fail([i.id for i in items], f"meeting {meeting_id} is no longer configured")
+            continue
+        svc.store.claim([i.id for i in items])
+        try:
+            known = svc.store.event(meeting_id)
+            fingerprint = meeting_fingerprint(meeting)
+            event = known[0] if known else None
+            if known is None or known[1] != fingerprint:
+                event = svc.calendar.ensure_event(meeting, event)
+                svc.store.save_event(meeting_id, event, fingerprint)
+            assert event is not None
+            add, remove = net_changes(items)
+            event = svc.calendar.update_attendees(event, add, remove)
+            faults.point("after_calendar")
+            svc.store.save_event(meeting_id, event, fingerprint)
+            svc.store.finish([i.id for i in items])
+            report.calendar_changes += len(items)
+        except (TransientError, PermanentError) as exc:
+            log.warning("Teams update for %s failed: %s", meeting_id, exc)
+            report.errors.append(f"calendar {meeting_id}: {exc}")
+            record_failure(svc, items, exc)
+
+
+def net_changes(items: Sequence[OutboxItem]) -> tuple[list[Attendee], list[str]]:
+    """The last word per resident wins: add then remove in one cycle is a remove."""
+    final: dict[str, tuple[str, Attendee]] = {}
+    for item in items:  # in id order, so later rows override earlier ones
+        data = json.loads(item.payload)
+        final[data["address"]] = (item.kind, Attendee(data["address"], data.get("name")))
+    add = [a for kind, a in final.values() if kind == "attendee_add"]
+    remove = [a.address for kind, a in final.values() if kind == "attendee_remove"]
+    return add, remove
+
+
+def dispatch_replies(svc: Services, report: CycleReport) -> None:
+    """Send due replies over one transport connection; settle in-doubt ones first."""
+    items = svc.store.due_outbox(svc.clock(), ("reply",))
+    if not items:
+        return
+    try:
+        with svc.transport.connect() as connection:
+            for item in items:
+                if svc.stop.is_set():
+                    break
+                if item.state == "sending" and already_sent(svc, item):
+                    svc.store.finish([item.id])
+                    continue
+                svc.store.claim([item.id])
+                message = parse_reply(item.payload)
+                faults.point("before_send")
+                try:
+                    connection.send(message)
+                except (TransientError, PermanentError) as exc:
+                    report.errors.append(f"reply {item.idempotency_key}: {exc}")
+                    record_failure(svc, [item], exc)
+                    if isinstance(exc, TransientError):
+                        break  # the server is unwell: the rest wait for the next cycle
+                    continue
+                faults.point("after_send")
+                svc.store.finish([item.id])
+                report.replies_sent += 1
+    except TransientError as exc:
+        # The connection itself failed: every due row stays pending for a later cycle.
+        report.errors.append(f"transport: {exc}")
+        log.warning("reply transport unavailable: %s", exc)
+
+
+def already_sent(svc: Services, item: OutboxItem) -> bool:
+    """For a row left `sending` by a crash: look for the reply before sending again."""
+    finder = getattr(svc.transport, "find_sent", None) or getattr(svc.mailbox, "find_in_sent", None)
+    if finder is None:
+        return False
+    message_id = item.idempotency_key.removeprefix("reply:")
+    try:
+        return bool(finder(message_id))
+    except (TransientError, PermanentError) as exc:
+        log.warning("could not check Sent for %s: %s", message_id, exc)
+        return False
+
+
+def parse_reply(payload: bytes) -> EmailMessage:
+    message = message_from_bytes(payload, policy=policy.SMTP)
+    assert isinstance(message, EmailMessage)
+    return message
+

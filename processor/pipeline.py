@@ -1,0 +1,251 @@
+"""The whole path of one cycle, in order, on one screen.
+
+    1. inventory  list what waits in the mailbox folder (sizes; UIDVALIDITY checked)
+    2. fetch      download it with BODY.PEEK[] by UID, in chunks (oversized: headers only)
+    3. store      keep the raw bytes, deduplicated by Message-ID, before any side effect
+    4. classify   automated mail (RFC 3834) is ignored
+    5. understand what the resident asked for, completing a reply to our clarification
+    6. decide     the outcome, from the request and what the store knows
+    7. enqueue    the decision, registration, reply and Teams change in one transaction
+    8. dispatch   send due replies, bring Teams attendees in step (see dispatch.py)
+    9. file       move each decided message to Processed or Review
+
+A failure in steps 3 to 7 is caught per message: the message is referred to staff with
+the reason and the messages behind it go on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from processor import faults
+from processor.classify import classify
+from processor.config import Config
+from processor.decide import decide
+from processor.dispatch import dispatch
+from processor.models import (
+    Classification,
+    Decision,
+    InboundEmail,
+    Request,
+    Situation,
+    request_from_json,
+)
+from processor.plan import build_reply, calendar_items, decision_record, reply_item
+from processor.ports import Calendar, Mailbox, MessageRef, Transport
+from processor.reading import read_message
+from processor.store import NewOutboxItem, Store
+from processor.understand import merge_requests, understand
+
+log = logging.getLogger(__name__)
+
+# A message whose handling was started this many times without a decision (the worker
+# died under it) is a poison message: referred without another try.
+MAX_MESSAGE_ATTEMPTS = 3
+
+
+@dataclass
+class Services:
+    """The outside systems and settings one cycle works with, passed explicitly."""
+
+    config: Config
+    store: Store
+    mailbox: Mailbox
+    transport: Transport
+    calendar: Calendar | None
+    clock: Callable[[], datetime]
+    stop: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass
+class CycleReport:
+    seen: int = 0
+    decided: int = 0
+    filed: int = 0
+    replies_sent: int = 0
+    calendar_changes: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def run_cycle(svc: Services) -> CycleReport:
+    """One full cycle over every message now in the folder, then dispatch and filing."""
+    report = CycleReport()
+    svc.store.acquire_lock()
+    try:
+        token, refs = take_inventory(svc)
+        report.seen = len(refs)
+        to_file: dict[str, list[tuple[MessageRef, str]]] = {"processed": [], "review": []}
+        for ref, message_id in fetch_and_store(svc, token, refs):
+            if svc.stop.is_set():
+                break
+            stored = svc.store.message(message_id)
+            if stored is not None and stored.state == "stored":
+                decide_and_enqueue(svc, message_id)
+                report.decided += 1
+                stored = svc.store.message(message_id)
+            if stored is not None and stored.destination in to_file:
+                to_file[stored.destination].append((ref, message_id))
+        if not svc.stop.is_set():
+            dispatch(svc, report)
+        faults.point("before_move")
+        file_messages(svc, to_file, report)
+    finally:
+        svc.store.release_lock()
+    return report
+
+
+def take_inventory(svc: Services) -> tuple[str, list[MessageRef]]:
+    """List the folder; a changed UIDVALIDITY means old keys are void (dedupe still holds)."""
+    token = svc.mailbox.sync_token()
+    folder = svc.config.mailbox.folder
+    known = svc.store.sync_token(folder)
+    if known is not None and known != token:
+        log.warning("folder %s changed identity (%s -> %s); resyncing", folder, known, token)
+    refs = svc.mailbox.list_messages()
+    svc.store.save_sync_state(folder, token, refs[-1].key if refs else None)
+    return token, refs
+
+
+def fetch_and_store(
+    svc: Services, token: str, refs: list[MessageRef]
+) -> Iterator[tuple[MessageRef, str]]:
+    """Yield (ref, Message-ID) once each message's raw bytes are safely in the store."""
+    limit = svc.config.mailbox.max_message_bytes
+    wanted: list[MessageRef] = []
+    for ref in refs:
+        known = svc.store.message_at(token, ref.key)
+        if known is not None and known.state != "stored":
+            yield ref, known.message_id  # decided before a crash or a failed move
+        elif ref.size > limit:
+            # Never downloaded whole: the header is enough to tell staff who sent it.
+            header = svc.mailbox.fetch_header(ref)
+            yield ref, store_one(svc, token, ref, header, complete=False)
+        else:
+            wanted.append(ref)
+    for ref, raw in svc.mailbox.fetch(wanted):
+        yield ref, store_one(svc, token, ref, raw, complete=True)
+
+
+def store_one(svc: Services, token: str, ref: MessageRef, raw: bytes, complete: bool) -> str:
+    email = read_message(raw)
+    svc.store.store_raw(
+        message_id=email.message_id,
+        sha256=email.sha256,
+        received_at=email.date or svc.clock(),
+        raw=raw,
+        raw_complete=complete,
+        size=ref.size,
+        mailbox_key=ref.key,
+        sync_token=token,
+        sender=email.sender,
+        name=email.display_name,
+        subject=email.subject,
+    )
+    faults.point("after_store_raw")
+    return email.message_id
+
+
+def decide_and_enqueue(svc: Services, message_id: str) -> None:
+    """Steps 4 to 7 for one stored message; any failure refers it to staff."""
+    stored = svc.store.message(message_id)
+    assert stored is not None and stored.raw is not None
+    email = read_message(stored.raw)
+    attempts = svc.store.count_attempt(message_id)
+    if attempts > MAX_MESSAGE_ATTEMPTS:
+        refer(svc, email, f"Handling this message failed {attempts - 1} times; a person "
+              "should read it.", "pipeline.poison")
+        return
+    if not stored.raw_complete:
+        limit_mb = svc.config.mailbox.max_message_bytes / 1_000_000
+        size_mb = stored.size / 1_000_000
+        refer(svc, email, f"The message ({size_mb:.1f} MB) is larger than the {limit_mb:g} MB "
+              "limit, so it was not downloaded; a person should read it in the Review folder.",
+              "pipeline.oversized")
+        return
+    try:
+        faults.point("understand", message_id)
+        classification, request, decision = understand_and_decide(svc, email)
+        outbox = plan_effects(svc, email, request, decision)
+        svc.store.commit_decision(decision_record(email, request, decision, outbox))
+    except Exception as exc:  # one message must never stop the ones behind it
+        log.exception("could not handle %s", message_id)
+        detail = "".join(traceback.format_exception_only(exc)).strip()
+        refer(svc, email, f"The message could not be handled automatically ({detail}).",
+              "pipeline.error", error=detail)
+        return
+    faults.point("after_decision")
+
+
+def understand_and_decide(
+    svc: Services, email: InboundEmail
+) -> tuple[Classification, Request | None, Decision]:
+    config = svc.config
+    now = svc.clock()
+    classification = classify(email, config.committee.address)
+    request: Request | None = None
+    if not classification.automated:
+        request = understand(email, config.meetings, config.committee.timezone, now)
+        original = thread_original(svc, email)
+        if original is not None:
+            request = merge_requests(original, request)
+    situation = Situation(
+        now=now,
+        meetings=config.meetings,
+        registrations=svc.store.registrations_for(email.sender),
+        occupancy=svc.store.occupancy(),
+    )
+    return classification, request, decide(email, classification, request, situation)
+
+
+def thread_original(svc: Services, email: InboundEmail) -> Request | None:
+    """The request we asked a question about, when this message answers that question."""
+    for reply_id in (email.in_reply_to, *reversed(email.references)):
+        if not reply_id:
+            continue
+        original = svc.store.message_by_reply_id(reply_id)
+        if original and original.outcome == "clarification_requested" and original.request:
+            return request_from_json(original.request)
+    return None
+
+
+def plan_effects(
+    svc: Services, email: InboundEmail, request: Request | None, decision: Decision
+) -> list[NewOutboxItem]:
+    """The outbox rows: the reply (within the sender's budget) and any Teams change."""
+    items = calendar_items(email, request, decision) if svc.calendar is not None else []
+    event = svc.store.event(decision.meeting_id) if decision.meeting_id else None
+    reply = build_reply(
+        svc.config, email, request, decision, svc.clock(), event[0].join_url if event else None
+    )
+    if reply is not None:
+        budget = svc.config.committee.replies_per_sender_per_day
+        sent = svc.store.replies_since(email.reply_to, svc.clock() - timedelta(days=1))
+        if sent < budget:
+            items.append(reply_item(reply, email.reply_to))
+        else:
+            log.warning("reply budget reached for %s; no reply to %s", email.reply_to,
+                        email.message_id)
+    return items
+
+
+def refer(svc: Services, email: InboundEmail, reason: str, rule: str, *,
+          error: str | None = None) -> None:
+    """Record a message as referred to staff (Review folder), without a reply."""
+    decision = Decision(outcome="referred", reason=reason, rule=rule)
+    svc.store.commit_decision(decision_record(email, None, decision, [], error=error))
+
+
+def file_messages(
+    svc: Services, to_file: dict[str, list[tuple[MessageRef, str]]], report: CycleReport
+) -> None:
+    """Move decided messages out of the inbox; only now is the mailbox changed."""
+    for destination, pairs in to_file.items():
+        if pairs:
+            svc.mailbox.move([ref for ref, _ in pairs], destination)  # type: ignore[arg-type]
+            svc.store.mark_filed([message_id for _, message_id in pairs])
+            report.filed += len(pairs)

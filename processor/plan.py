@@ -1,0 +1,145 @@
+"""Turn a decision into store changes: the registration, the reply and the Teams change.
+
+Everything here is computed before the transaction that records it, so the decision,
+the registration and the outbox rows commit together (see `Store.commit_decision`).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from datetime import datetime
+from email.message import EmailMessage
+
+from processor.compose import compose_reply, reply_message_id
+from processor.config import Config
+from processor.models import (
+    Decision,
+    InboundEmail,
+    Registration,
+    RegistrationStatus,
+    Request,
+    request_to_json,
+)
+from processor.store import DecisionRecord, NewOutboxItem
+
+_STATUS: dict[str, RegistrationStatus] = {
+    "confirmed": "confirmed",
+    "waitlisted": "waitlisted",
+    "changed": "confirmed",
+    "cancelled": "cancelled",
+}
+
+
+def registration_change(
+    email: InboundEmail, request: Request | None, decision: Decision
+) -> Registration | None:
+    """The registration row this decision writes, or None when it changes none."""
+    status = _STATUS.get(decision.outcome)
+    if status is None or decision.meeting_id is None:
+        return None
+    if decision.outcome == "cancelled":
+        # Cancelling keeps the row's mode and size for the record; only the status changes.
+        mode = decision.mode or "online"
+    else:
+        if decision.mode is None:
+            return None
+        mode = decision.mode
+    return Registration(
+        meeting_id=decision.meeting_id,
+        sender=email.sender,
+        name=request.name if request else None,
+        mode=mode,
+        party_size=decision.party_size or 1,
+        status=status,
+        access_needs=request.access_needs if request else (),
+    )
+
+
+def calendar_items(email: InboundEmail, request: Request | None, decision: Decision) -> list[
+    NewOutboxItem
+]:
+    """Outbox rows that add or remove the resident from the meeting's Teams event."""
+    items = []
+    name = request.name if request else None
+    payload = json.dumps({"address": email.sender, "name": name}).encode()
+    for wanted, kind in ((decision.calendar_add, "attendee_add"),
+                         (decision.calendar_remove, "attendee_remove")):
+        if wanted and decision.meeting_id:
+            items.append(
+                NewOutboxItem(
+                    idempotency_key=f"{kind}:{decision.meeting_id}:{email.sender}:"
+                    f"{email.message_id}",
+                    kind=kind,
+                    recipient=email.sender,
+                    meeting_id=decision.meeting_id,
+                    payload=payload,
+                )
+            )
+    return items
+
+
+def build_reply(
+    config: Config,
+    email: InboundEmail,
+    request: Request | None,
+    decision: Decision,
+    now: datetime,
+    join_url: str | None,
+) -> EmailMessage | None:
+    if decision.reply_kind is None or not email.reply_to:
+        return None
+    meeting = config.meeting(decision.meeting_id)
+    open_meetings = [config.meeting(mid) for mid in decision.open_meeting_ids]
+    return compose_reply(
+        decision.reply_kind,
+        email=email,
+        decision=decision,
+        meeting=meeting,
+        open_meetings=[m for m in open_meetings if m is not None],
+        committee=config.committee,
+        message_id=reply_message_id(
+            email.message_id, decision.reply_kind, config.committee.domain
+        ),
+        now=now,
+        join_url=join_url,
+        resident_name=request.name if request else None,
+    )
+
+
+def reply_item(reply: EmailMessage, recipient: str) -> NewOutboxItem:
+    return NewOutboxItem(
+        idempotency_key=f"reply:{reply['Message-ID']}",
+        kind="reply",
+        recipient=recipient,
+        meeting_id=None,
+        payload=reply.as_bytes(),
+    )
+
+
+def decision_record(
+    email: InboundEmail,
+    request: Request | None,
+    decision: Decision,
+    outbox: list[NewOutboxItem],
+    error: str | None = None,
+) -> DecisionRecord:
+    evidence = [asdict(e) for e in request.evidence] if request else []
+    return DecisionRecord(
+        message_id=email.message_id,
+        intent=request.intent if request else "automated" if decision.outcome == "ignored" else "other",
+        mode=decision.mode or (request.mode if request else None),
+        meeting_id=decision.meeting_id,
+        party_size=decision.party_size if decision.mode == "in_person" else None,
+        name=request.name if request else None,
+        access_needs=request.access_needs if request else (),
+        outcome=decision.outcome,
+        reason=decision.reason,
+        rule=decision.rule,
+        evidence_json=json.dumps(evidence),
+        request_json=request_to_json(request) if request else None,
+        destination="review" if decision.outcome == "referred" else "processed",
+        registration=registration_change(email, request, decision),
+        outbox=tuple(outbox),
+        error=error,
+    )

@@ -1,0 +1,612 @@
+"""The SQLite store: raw mail, decisions, registrations, the outbox and the audit trail.
+
+The only module that writes SQL. WAL mode, numbered migrations, and explicit
+`BEGIN IMMEDIATE` transactions so that a decision, its registration change and its
+outbox rows commit together or not at all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sqlite3
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from processor.errors import LockHeldError
+from processor.models import Occupancy, Registration
+from processor.ports import EventRef
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL UNIQUE,
+        sha256 TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        stored_at TEXT NOT NULL,
+        sender TEXT NOT NULL DEFAULT '',
+        name TEXT,
+        subject TEXT NOT NULL DEFAULT '',
+        raw BLOB,
+        raw_complete INTEGER NOT NULL DEFAULT 1,
+        size INTEGER NOT NULL DEFAULT 0,
+        mailbox_key TEXT,
+        sync_token TEXT,
+        state TEXT NOT NULL DEFAULT 'stored',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        intent TEXT,
+        mode TEXT,
+        meeting_id TEXT,
+        party_size INTEGER,
+        access_needs TEXT NOT NULL DEFAULT '[]',
+        outcome TEXT,
+        reason TEXT,
+        rule TEXT,
+        evidence TEXT NOT NULL DEFAULT '[]',
+        request TEXT,
+        destination TEXT,
+        decided_at TEXT,
+        filed_at TEXT,
+        error TEXT
+    );
+    CREATE INDEX messages_state ON messages(state);
+    CREATE INDEX messages_sender ON messages(sender);
+    CREATE TABLE registrations (
+        id INTEGER PRIMARY KEY,
+        meeting_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        name TEXT,
+        mode TEXT NOT NULL,
+        party_size INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        access_needs TEXT NOT NULL DEFAULT '[]',
+        message_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (meeting_id, sender)
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        recipient TEXT NOT NULL DEFAULT '',
+        meeting_id TEXT,
+        payload BLOB NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+    CREATE INDEX outbox_message ON outbox(message_id);
+    CREATE TABLE events (
+        meeting_id TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        join_url TEXT,
+        fingerprint TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE mailbox_state (
+        folder TEXT PRIMARY KEY,
+        sync_token TEXT NOT NULL,
+        last_key TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        message_id TEXT,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    CREATE TABLE locks (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    """,
+)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).isoformat(timespec="seconds")
+
+
+@dataclass(frozen=True)
+class OutboxItem:
+    id: int
+    idempotency_key: str
+    kind: str  # "reply" | "attendee_add" | "attendee_remove"
+    message_id: str
+    recipient: str
+    meeting_id: str | None
+    payload: bytes
+    state: str
+    attempts: int
+
+
+@dataclass(frozen=True)
+class NewOutboxItem:
+    idempotency_key: str
+    kind: str  # "reply" | "attendee_add" | "attendee_remove"
+    recipient: str
+    meeting_id: str | None
+    payload: bytes
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """Everything one decision changes in the store."""
+
+    message_id: str
+    intent: str | None
+    mode: str | None
+    meeting_id: str | None
+    party_size: int | None
+    name: str | None
+    access_needs: tuple[str, ...]
+    outcome: str
+    reason: str
+    rule: str
+    evidence_json: str
+    request_json: str | None
+    destination: str  # "processed" | "review"
+    registration: Registration | None
+    outbox: tuple[NewOutboxItem, ...]
+    error: str | None = None
+
+
+@dataclass(frozen=True)
+class StoredMessage:
+    id: int
+    message_id: str
+    raw: bytes | None
+    raw_complete: bool
+    size: int
+    state: str
+    attempts: int
+    mailbox_key: str | None
+    destination: str | None
+    outcome: str | None
+    request: str | None
+
+
+class Store:
+    """One SQLite database file; open one `Store` per process."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        # isolation_level=None: we issue BEGIN ourselves, so a transaction is exactly
+        # the `with store.transaction()` block and nothing is committed implicitly.
+        self.db = sqlite3.connect(path, isolation_level=None, timeout=30.0)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA synchronous=FULL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self._migrate()
+        self.holder = f"{socket.gethostname()}:{os.getpid()}"
+
+    def close(self) -> None:
+        self.db.close()
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in script.split(";"):
+                    if statement.strip():
+                        self.db.execute(statement)
+                self.db.execute(f"PRAGMA user_version = {number}")
+                self.db.execute("COMMIT")
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        self.db.execute("COMMIT")
+
+    # --- the worker lock -------------------------------------------------------------
+
+    def acquire_lock(self, name: str = "worker", ttl: timedelta = timedelta(minutes=10)) -> None:
+        """Take the named lock or raise LockHeldError; an expired lock is taken over."""
+        now = utcnow()
+        with self.transaction() as db:
+            row = db.execute("SELECT holder, expires_at FROM locks WHERE name = ?", (name,))
+            held = row.fetchone()
+            if held and held["holder"] != self.holder and held["expires_at"] > _iso(now):
+                raise LockHeldError(f"the store is locked by worker {held['holder']}")
+            db.execute(
+                "INSERT INTO locks(name, holder, expires_at) VALUES (?, ?, ?) "
+                "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, "
+                "expires_at = excluded.expires_at",
+                (name, self.holder, _iso(now + ttl)),
+            )
+
+    def release_lock(self, name: str = "worker") -> None:
+        with self.transaction() as db:
+            db.execute("DELETE FROM locks WHERE name = ? AND holder = ?", (name, self.holder))
+
+    # --- mailbox sync state ----------------------------------------------------------
+
+    def sync_token(self, folder: str) -> str | None:
+        row = self.db.execute(
+            "SELECT sync_token FROM mailbox_state WHERE folder = ?", (folder,)
+        ).fetchone()
+        return None if row is None else str(row["sync_token"])
+
+    def save_sync_state(self, folder: str, token: str, last_key: str | None) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO mailbox_state(folder, sync_token, last_key, updated_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT(folder) DO UPDATE SET "
+                "sync_token = excluded.sync_token, last_key = excluded.last_key, "
+                "updated_at = excluded.updated_at",
+                (folder, token, last_key, _iso(utcnow())),
+            )
+
+    # --- messages --------------------------------------------------------------------
+
+    def store_raw(
+        self,
+        *,
+        message_id: str,
+        sha256: str,
+        received_at: datetime,
+        raw: bytes,
+        raw_complete: bool,
+        size: int,
+        mailbox_key: str,
+        sync_token: str,
+        sender: str,
+        name: str | None,
+        subject: str,
+    ) -> StoredMessage:
+        """Keep the raw bytes before any side effect; a known Message-ID is not stored twice."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO messages(message_id, sha256, received_at, stored_at, raw, "
+                "raw_complete, size, mailbox_key, sync_token, sender, name, subject) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT(message_id) DO UPDATE SET mailbox_key = excluded.mailbox_key, "
+                "sync_token = excluded.sync_token",
+                (
+                    message_id,
+                    sha256,
+                    _iso(received_at),
+                    _iso(utcnow()),
+                    raw,
+                    int(raw_complete),
+                    size,
+                    mailbox_key,
+                    sync_token,
+                    sender,
+                    name,
+                    subject,
+                ),
+            )
+        found = self.message(message_id)
+        assert found is not None
+        return found
+
+    def message(self, message_id: str) -> StoredMessage | None:
+        row = self.db.execute(
+            "SELECT id, message_id, raw, raw_complete, size, state, attempts, mailbox_key, "
+            "destination, outcome, request FROM messages WHERE message_id = ?",
+            (message_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return StoredMessage(
+            id=row["id"],
+            message_id=row["message_id"],
+            raw=row["raw"],
+            raw_complete=bool(row["raw_complete"]),
+            size=row["size"],
+            state=row["state"],
+            attempts=row["attempts"],
+            mailbox_key=row["mailbox_key"],
+            destination=row["destination"],
+            outcome=row["outcome"],
+            request=row["request"],
+        )
+
+    def message_at(self, sync_token: str, mailbox_key: str) -> StoredMessage | None:
+        """The stored message last seen at this mailbox key, if any (skips a re-download)."""
+        row = self.db.execute(
+            "SELECT message_id FROM messages WHERE sync_token = ? AND mailbox_key = ?",
+            (sync_token, mailbox_key),
+        ).fetchone()
+        return None if row is None else self.message(row["message_id"])
+
+    def count_attempt(self, message_id: str, error: str | None = None) -> int:
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE messages SET attempts = attempts + 1, error = COALESCE(?, error) "
+                "WHERE message_id = ?",
+                (error, message_id),
+            )
+            row = db.execute(
+                "SELECT attempts FROM messages WHERE message_id = ?", (message_id,)
+            ).fetchone()
+        return int(row["attempts"]) if row else 0
+
+    def message_by_reply_id(self, reply_message_id: str) -> StoredMessage | None:
+        """The inbound message that one of our replies (by its Message-ID) answered."""
+        row = self.db.execute(
+            "SELECT message_id FROM outbox WHERE kind = 'reply' AND idempotency_key = ?",
+            (f"reply:{reply_message_id}",),
+        ).fetchone()
+        return None if row is None else self.message(row["message_id"])
+
+    def messages_to_file(self) -> list[StoredMessage]:
+        rows = self.db.execute(
+            "SELECT message_id FROM messages WHERE state = 'decided' ORDER BY id"
+        ).fetchall()
+        return [m for r in rows if (m := self.message(r["message_id"])) is not None]
+
+    def mark_filed(self, message_ids: Sequence[str]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE messages SET state = 'filed', filed_at = ? WHERE message_id = ?",
+                [(_iso(utcnow()), mid) for mid in message_ids],
+            )
+
+    def commit_decision(self, record: DecisionRecord) -> None:
+        """The decision, its registration change and its outbox rows: one transaction."""
+        now = _iso(utcnow())
+        d = record
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE messages SET state = 'decided', intent = ?, mode = ?, meeting_id = ?, "
+                "party_size = ?, access_needs = ?, outcome = ?, reason = ?, rule = ?, "
+                "evidence = ?, request = ?, destination = ?, decided_at = ?, name = ?, "
+                "error = COALESCE(?, error) WHERE message_id = ?",
+                (
+                    d.intent,
+                    d.mode,
+                    d.meeting_id,
+                    d.party_size,
+                    json.dumps(list(d.access_needs)),
+                    d.outcome,
+                    d.reason,
+                    d.rule,
+                    d.evidence_json,
+                    d.request_json,
+                    d.destination,
+                    now,
+                    d.name,
+                    d.error,
+                    d.message_id,
+                ),
+            )
+            if d.registration is not None:
+                r = d.registration
+                db.execute(
+                    "INSERT INTO registrations(meeting_id, sender, name, mode, party_size, "
+                    "status, access_needs, message_id, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(meeting_id, sender) "
+                    "DO UPDATE SET name = COALESCE(excluded.name, name), mode = excluded.mode, "
+                    "party_size = excluded.party_size, status = excluded.status, "
+                    "access_needs = excluded.access_needs, message_id = excluded.message_id, "
+                    "updated_at = excluded.updated_at",
+                    (
+                        r.meeting_id,
+                        r.sender,
+                        r.name,
+                        r.mode,
+                        r.party_size,
+                        r.status,
+                        json.dumps(list(r.access_needs)),
+                        d.message_id,
+                        now,
+                        now,
+                    ),
+                )
+            for item in d.outbox:
+                db.execute(
+                    "INSERT INTO outbox(idempotency_key, kind, message_id, recipient, "
+                    "meeting_id, payload, next_attempt_at, created_at, updated_at) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING",
+                    (
+                        item.idempotency_key,
+                        item.kind,
+                        d.message_id,
+                        item.recipient,
+                        item.meeting_id,
+                        item.payload,
+                        now,
+                        now,
+                        now,
+                    ),
+                )
+            self.audit(db, "decided", d.message_id, f"{d.outcome} ({d.rule}): {d.reason}")
+
+    # --- registrations ---------------------------------------------------------------
+
+    def registrations_for(self, sender: str) -> tuple[Registration, ...]:
+        rows = self.db.execute(
+            "SELECT * FROM registrations WHERE sender = ? ORDER BY id", (sender,)
+        ).fetchall()
+        return tuple(_registration(r) for r in rows)
+
+    def registrations(self, meeting_id: str) -> list[Registration]:
+        rows = self.db.execute(
+            "SELECT * FROM registrations WHERE meeting_id = ? ORDER BY id", (meeting_id,)
+        ).fetchall()
+        return [_registration(r) for r in rows]
+
+    def occupancy(self) -> dict[str, Occupancy]:
+        rows = self.db.execute(
+            "SELECT meeting_id, "
+            "SUM(CASE WHEN mode = 'in_person' THEN party_size ELSE 0 END) AS in_person, "
+            "SUM(CASE WHEN mode = 'online' THEN 1 ELSE 0 END) AS online "
+            "FROM registrations WHERE status = 'confirmed' GROUP BY meeting_id"
+        ).fetchall()
+        return {r["meeting_id"]: Occupancy(r["in_person"] or 0, r["online"] or 0) for r in rows}
+
+    # --- events ----------------------------------------------------------------------
+
+    def event(self, meeting_id: str) -> tuple[EventRef, str] | None:
+        """The meeting's Teams event and the fingerprint of the config it was made from."""
+        row = self.db.execute(
+            "SELECT event_id, etag, join_url, fingerprint FROM events WHERE meeting_id = ?",
+            (meeting_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return EventRef(row["event_id"], row["etag"], row["join_url"]), row["fingerprint"]
+
+    def save_event(self, meeting_id: str, event: EventRef, fingerprint: str) -> None:
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO events(meeting_id, event_id, etag, join_url, fingerprint, "
+                "updated_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(meeting_id) DO UPDATE SET "
+                "event_id = excluded.event_id, etag = excluded.etag, "
+                "join_url = excluded.join_url, fingerprint = excluded.fingerprint, "
+                "updated_at = excluded.updated_at",
+                (meeting_id, event.event_id, event.etag, event.join_url, fingerprint,
+                 _iso(utcnow())),
+            )
+
+    # --- outbox ----------------------------------------------------------------------
+
+    def due_outbox(self, now: datetime, kinds: Sequence[str]) -> list[OutboxItem]:
+        """Pending rows that are due, and rows left `sending` by a crash (in doubt)."""
+        marks = ",".join("?" for _ in kinds)
+        rows = self.db.execute(
+            f"SELECT * FROM outbox WHERE kind IN ({marks}) AND "
+            "((state = 'pending' AND next_attempt_at <= ?) OR state = 'sending') ORDER BY id",
+            (*kinds, _iso(now)),
+        ).fetchall()
+        return [_outbox(r) for r in rows]
+
+    def claim(self, item_ids: Sequence[int]) -> None:
+        """Mark rows `sending` before the outside call, so a crash leaves them in doubt."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? "
+                "WHERE id = ?",
+                [(_iso(utcnow()), i) for i in item_ids],
+            )
+
+    def finish(self, item_ids: Sequence[int]) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'done', last_error = NULL, updated_at = ? "
+                "WHERE id = ?",
+                [(_iso(utcnow()), i) for i in item_ids],
+            )
+
+    def postpone(self, item_ids: Sequence[int], error: str, retry_at: datetime) -> None:
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'pending', last_error = ?, next_attempt_at = ?, "
+                "updated_at = ? WHERE id = ?",
+                [(error, _iso(retry_at), _iso(utcnow()), i) for i in item_ids],
+            )
+
+    def fail(self, item_ids: Sequence[int], error: str) -> None:
+        """Dead-letter: staff see it in the log as referred; nothing retries it by itself."""
+        with self.transaction() as db:
+            for item_id in item_ids:
+                db.execute(
+                    "UPDATE outbox SET state = 'failed', last_error = ?, updated_at = ? "
+                    "WHERE id = ?",
+                    (error, _iso(utcnow()), item_id),
+                )
+                db.execute(
+                    "UPDATE messages SET error = ? WHERE message_id = "
+                    "(SELECT message_id FROM outbox WHERE id = ?)",
+                    (error, item_id),
+                )
+
+    def replies_since(self, recipient: str, since: datetime) -> int:
+        row = self.db.execute(
+            "SELECT COUNT(*) FROM outbox WHERE kind = 'reply' AND recipient = ? "
+            "AND created_at >= ?",
+            (recipient, _iso(since)),
+        ).fetchone()
+        return int(row[0])
+
+    # --- audit -----------------------------------------------------------------------
+
+    def audit(self, db: sqlite3.Connection, action: str, message_id: str | None, detail: str,
+              actor: str = "worker") -> None:
+        db.execute(
+            "INSERT INTO audit(at, actor, action, message_id, detail) VALUES (?, ?, ?, ?, ?)",
+            (_iso(utcnow()), actor, action, message_id, detail),
+        )
+
+    # --- the staff log ---------------------------------------------------------------
+
+    def log_rows(
+        self, meeting_id: str | None = None, outcome: str | None = None
+    ) -> list[dict[str, Any]]:
+        sql = (
+            "SELECT m.*, "
+            "EXISTS(SELECT 1 FROM outbox o WHERE o.message_id = m.message_id "
+            "AND o.kind = 'reply' AND o.state = 'done') AS reply_sent, "
+            "EXISTS(SELECT 1 FROM outbox o WHERE o.message_id = m.message_id "
+            "AND o.kind = 'attendee_add' AND o.state = 'done') AS invite_sent "
+            "FROM messages m WHERE m.outcome IS NOT NULL"
+        )
+        params: list[Any] = []
+        if meeting_id:
+            sql += " AND m.meeting_id = ?"
+            params.append(meeting_id)
+        if outcome:
+            sql += " AND m.outcome = ?"
+            params.append(outcome)
+        sql += " ORDER BY m.id"
+        return [dict(r) for r in self.db.execute(sql, params).fetchall()]
+
+
+def _registration(row: sqlite3.Row) -> Registration:
+    return Registration(
+        meeting_id=row["meeting_id"],
+        sender=row["sender"],
+        name=row["name"],
+        mode=row["mode"],
+        party_size=row["party_size"],
+        status=row["status"],
+        access_needs=tuple(json.loads(row["access_needs"])),
+    )
+
+
+def _outbox(row: sqlite3.Row) -> OutboxItem:
+    return OutboxItem(
+        id=row["id"],
+        idempotency_key=row["idempotency_key"],
+        kind=row["kind"],
+        message_id=row["message_id"],
+        recipient=row["recipient"],
+        meeting_id=row["meeting_id"],
+        payload=bytes(row["payload"]),
+        state=row["state"],
+        attempts=row["attempts"],
+    )
