@@ -303,6 +303,8 @@ def _section(path: str, raw: Any, schema: dict[str, Key], base: Path) -> dict[st
             out[name] = _convert(where, key, raw[name], base)
         elif key.default is _REQUIRED:
             raise ConfigError(where, "is required")
+        elif key.type == "path" and key.default is not None:
+            out[name] = base / key.default
         else:
             out[name] = key.default
     return out
@@ -394,7 +396,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
         raise ConfigError("smtp.path", "is required when kind = file")
     graph_needed = (gr["enabled"] and not gr["dry_run"]) or sm["kind"] == "graph"
     if graph_needed:
-        for name in ("tenant_id", "client_id", "organiser"):
+        for name in ("organiser", "tenant_id", "client_id"):
             if not gr[name]:
                 raise ConfigError(f"graph.{name}", "is required when Graph is used")
     if gr["enabled"] and not gr["organiser"]:
