@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from processor.deadlines import parse_rule
+from processor.deadlines import resolve as resolve_deadline
 from processor.errors import ConfigError
 from processor.models import Meeting
 
@@ -150,7 +152,7 @@ _REQUIRED = object()
 
 @dataclass(frozen=True)
 class Key:
-    type: str  # "str", "int", "float", "bool", "path", "datetime", "choice"
+    type: str  # "str", "int", "float", "bool", "path", "datetime", "deadline", "choice"
     default: Any
     help: str
     choices: tuple[str, ...] = ()
@@ -230,7 +232,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "venue": _k("str", "Council Chamber", "Where the in-person meeting is held."),
         "in_person_capacity": _k("int", 0, "Seats for the public (party sizes count)."),
         "online_capacity": _k("int", 0, "Online places (people)."),
-        "registration_closes": _k("datetime", None, "Last moment to register."),
+        "registration_closes": _k(
+            "deadline", None, 'Last moment to register, or a rule: "12:00, 3 working days before".'
+        ),
         "teams_event_id": _k("str", "", "Adopt this existing Graph event id."),
     },
     "storage": {
@@ -274,7 +278,9 @@ def _convert(path: str, key: Key, value: Any, base: Path) -> Any:
             raise ConfigError(path, f"expected a path string, got {value!r}")
         p = Path(os.path.expanduser(value))
         return p if p.is_absolute() else base / p
-    if key.type == "datetime":
+    if key.type == "deadline" and isinstance(value, str) and parse_rule(value) is not None:
+        return value
+    if key.type in ("datetime", "deadline"):
         if isinstance(value, datetime):
             return value
         if isinstance(value, str):
@@ -342,6 +348,8 @@ def _meetings(raw: Any, tz: ZoneInfo, base: Path) -> tuple[Meeting, ...]:
         if end <= start:
             raise ConfigError(f"{path}.end", "must be after start")
         closes = v["registration_closes"]
+        if isinstance(closes, str):
+            closes = resolve_deadline(closes, start, tz)
         meetings.append(
             Meeting(
                 id=v["id"],

@@ -119,3 +119,16 @@ def test_it_rejects_a_file_that_is_not_toml(tmp_path: Path) -> None:
         load_config(bad)
     assert caught.value.key == "--config"
     assert tomllib is not None
+
+
+def test_it_turns_a_deadline_rule_into_a_time() -> None:
+    meeting = {"id": "a", "title": "T", "start": "2026-12-07T18:30:00",
+               "end": "2026-12-07T20:30:00", "registration_closes": "16:00 the working day before"}
+    config = parse_config({**MINIMAL, "meetings": [meeting]}, Path("/srv/c.toml"))
+    closes = config.meetings[0].registration_closes
+    assert closes is not None
+    assert closes.isoformat() == "2026-12-04T16:00:00+00:00"
+    with pytest.raises(ConfigError) as caught:
+        parse_config({**MINIMAL, "meetings": [{**meeting, "registration_closes": "soonish"}]},
+                     Path("/srv/c.toml"))
+    assert caught.value.key == "meetings[0].registration_closes"
