@@ -1,0 +1,63 @@
+"""Sending replies through Graph sendMail in MIME form, so our threading headers survive."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from contextlib import contextmanager
+from email.message import EmailMessage
+from email.policy import SMTP
+from urllib.parse import quote
+
+from processor.errors import PermanentError
+from processor.graph import GraphClient
+from processor.ports import Connection
+
+# sendMail in MIME form takes at most 4 MB of request body
+# (learn.microsoft.com/graph/api/user-sendmail, "send message in MIME format").
+MAX_MIME_BYTES = 4 * 1024 * 1024
+
+
+class GraphConnection:
+    """One cycle's sending: each message is one sendMail request."""
+
+    def __init__(self, client: GraphClient, sender: str) -> None:
+        self._client = client
+        self._user = quote(sender)
+
+    def send(self, message: EmailMessage) -> None:
+        # The JSON form would rebuild the message and drop In-Reply-To, References and
+        # Auto-Submitted; the MIME form sends our bytes as they are. Exchange saves a
+        # copy in Sent Items (MIME form cannot turn that off), which find_sent relies on.
+        raw = base64.b64encode(message.as_bytes(policy=SMTP))
+        if len(raw) > MAX_MIME_BYTES:
+            raise PermanentError(f"message is {len(raw)} bytes encoded; sendMail takes 4 MB")
+        self._client.request(
+            "POST",
+            f"/users/{self._user}/sendMail",
+            data=raw,
+            headers={"Content-Type": "text/plain"},
+        )
+
+
+class GraphTransport:
+    """The Transport that sends as `sender` (the committee mailbox) through Graph."""
+
+    def __init__(self, client: GraphClient, sender: str) -> None:
+        self._client = client
+        self._sender = sender
+
+    @contextmanager
+    def connect(self) -> Iterator[Connection]:
+        # HTTP needs no session set-up; the context keeps the Transport protocol's shape.
+        yield GraphConnection(self._client, self._sender)
+
+    def find_sent(self, internet_message_id: str) -> bool:
+        """Whether Sent Items holds a message with this Message-ID (did a send land?)."""
+        literal = internet_message_id.replace("'", "''")  # OData string literal quoting
+        response = self._client.request(
+            "GET",
+            f"/users/{quote(self._sender)}/mailFolders/sentitems/messages",
+            params={"$filter": f"internetMessageId eq '{literal}'", "$select": "id"},
+        )
+        return bool(response.json().get("value"))
