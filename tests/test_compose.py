@@ -1,0 +1,416 @@
+"""Composing replies: every kind renders, residents' words stay inert, headers thread."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import replace
+from datetime import UTC, datetime
+from email import message_from_bytes
+from email.message import EmailMessage
+from email.policy import default
+from pathlib import Path
+from typing import get_args
+from zoneinfo import ZoneInfo
+
+import pytest
+from jinja2 import UndefinedError
+
+from processor.compose import (
+    LOOP_HEADER,
+    REPLY_KINDS,
+    compose_reply,
+    format_when,
+    make_environment,
+    render_reply,
+    reply_message_id,
+    reply_subject,
+    templates_dir,
+)
+from processor.config import CommitteeConfig
+from processor.errors import PermanentError
+from processor.models import Decision, InboundEmail, Meeting, Mode, ReplyKind
+
+LONDON = ZoneInfo("Europe/London")
+NOW = datetime(2026, 12, 1, 9, 0, tzinfo=LONDON)
+JOIN_URL = "https://teams.microsoft.com/l/meetup-join/19%3ameeting_abc%40thread.v2/0"
+COMMITTEE = CommitteeConfig(
+    name="Crime and Disorder Committee",
+    address="cdc@example.gov.uk",
+    timezone=LONDON,
+    contact="access@example.gov.uk",
+    replies_per_sender_per_day=5,
+)
+DECEMBER = Meeting(
+    id="cdc-2026-12",
+    title="Crime and Disorder Committee, December",
+    start=datetime(2026, 12, 10, 18, 30, tzinfo=LONDON),
+    end=datetime(2026, 12, 10, 20, 30, tzinfo=LONDON),
+    venue="Council Chamber, Town Hall",
+    in_person_capacity=40,
+    online_capacity=200,
+)
+JANUARY = replace(
+    DECEMBER,
+    id="cdc-2027-01",
+    title="Crime and Disorder Committee, January",
+    start=datetime(2027, 1, 14, 18, 0, tzinfo=LONDON),
+    end=datetime(2027, 1, 14, 20, 0, tzinfo=LONDON),
+)
+HOSTILE = "<script>alert(1)</script> {{ 7*7 }} {% if true %}evaluated{% endif %}"
+
+
+def _inbound(**changes: object) -> InboundEmail:
+    base = InboundEmail(
+        message_id="<request-1@example.org>",
+        sender="jo@example.org",
+        display_name="Jo Bloggs",
+        reply_to="jo.replies@example.org",
+        subject="Thursday's meeting",
+        date=NOW,
+        in_reply_to=None,
+        references=("<root@example.org>",),
+        headers=(),
+        content_type="text/plain",
+        text="I'd like to come. <b>raw resident html</b>",
+        new_text="I'd like to come. <b>raw resident html</b>",
+        signature=None,
+    )
+    return replace(base, **changes)  # type: ignore[arg-type]
+
+
+def _compose(
+    kind: ReplyKind = "confirmed_in_person",
+    mode: Mode | None = "in_person",
+    *,
+    email: InboundEmail | None = None,
+    meeting: Meeting | None = DECEMBER,
+    join_url: str | None = JOIN_URL,
+    name: str | None = "Jo Bloggs",
+    party_size: int | None = 3,
+    committee: CommitteeConfig = COMMITTEE,
+) -> EmailMessage:
+    decision = Decision(
+        outcome="confirmed",
+        reason="test",
+        rule="test",
+        meeting_id=meeting.id if meeting else None,
+        mode=mode,
+        party_size=party_size,
+        reply_kind=kind,
+    )
+    return compose_reply(
+        kind,
+        email=email or _inbound(),
+        decision=decision,
+        meeting=meeting,
+        open_meetings=[DECEMBER, JANUARY],
+        committee=committee,
+        message_id=reply_message_id("<request-1@example.org>", kind, committee.domain),
+        now=NOW,
+        join_url=join_url,
+        resident_name=name,
+    )
+
+
+def _text(message: EmailMessage) -> str:
+    part = message.get_body(("plain",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def _html(message: EmailMessage) -> str:
+    part = message.get_body(("html",))
+    assert part is not None
+    return str(part.get_content())
+
+
+def _attachments(message: EmailMessage) -> list[EmailMessage]:
+    return list(message.iter_attachments())
+
+
+def test_it_has_three_templates_for_every_reply_kind() -> None:
+    assert set(REPLY_KINDS) == set(get_args(ReplyKind))
+    folder = templates_dir()
+    for kind in REPLY_KINDS:
+        for suffix in ("subject.txt.j2", "txt.j2", "html.j2"):
+            assert (folder / f"{kind}.{suffix}").is_file(), f"{kind}.{suffix}"
+
+
+@pytest.mark.parametrize("mode", ["in_person", "online"])
+@pytest.mark.parametrize("kind", REPLY_KINDS)
+def test_it_renders_every_kind_in_both_modes(kind: ReplyKind, mode: Mode) -> None:
+    message = _compose(kind, mode)
+
+    text, html = _text(message), _html(message)
+    assert text.startswith("Dear Jo Bloggs,\n\n")
+    assert "access needs" in text and "access@example.gov.uk" in text
+    assert "Crime and Disorder Committee" in text
+    assert html.startswith("<!DOCTYPE html>")
+    assert 'href="mailto:access@example.gov.uk"' in html
+    assert "{{" not in text + html and "{%" not in text + html
+    if kind != "clarification_meeting":
+        assert DECEMBER.title in text and DECEMBER.title in html
+    assert message["Subject"] == "Re: Thursday's meeting"
+
+
+@pytest.mark.parametrize("kind", REPLY_KINDS)
+def test_it_renders_kinds_that_allow_it_without_a_meeting(kind: ReplyKind) -> None:
+    if kind in ("closed", "referred", "speak_acknowledged", "no_registration"):
+        message = _compose(kind, None, meeting=None, name=None)
+        assert _text(message).startswith("Hello,\n\n")
+    elif kind == "clarification_meeting":
+        assert DECEMBER.title in _text(_compose(kind, None, meeting=None))
+    else:
+        with pytest.raises(PermanentError, match="needs a meeting"):
+            _compose(kind, None, meeting=None)
+
+
+def test_it_says_when_where_and_how_many_for_an_in_person_place() -> None:
+    text = _text(_compose("confirmed_in_person"))
+
+    assert "Thursday 10 December 2026, 6:30pm to 8:30pm" in text
+    assert "Council Chamber, Town Hall" in text
+    assert "3 (you and 2 other people)" in text
+    assert "reply to this email with the word cancel" in text
+    assert "Teams" not in text
+
+
+def test_it_gives_the_join_link_for_online_places_when_known() -> None:
+    message = _compose("confirmed_online", "online")
+    assert JOIN_URL in _text(message)
+    assert f'href="{JOIN_URL}"' in _html(message)
+    assert "online on Microsoft Teams" in _text(message)
+    assert "Places" not in _text(message)
+
+
+def test_it_promises_a_separate_invitation_when_the_link_is_unknown() -> None:
+    message = _compose("confirmed_online", "online", join_url=None)
+    assert "your teams invitation will arrive in a separate email" in _text(message).lower()
+    assert 'href="https://teams' not in _html(message)
+
+
+def test_it_never_links_a_join_url_that_is_not_https() -> None:
+    html = _html(_compose("confirmed_online", "online", join_url="javascript:alert(1)"))
+    assert "javascript:" not in html
+
+
+def test_it_lists_the_open_meetings_when_asking_which() -> None:
+    text = _text(_compose("clarification_meeting", None, meeting=None))
+    assert "Crime and Disorder Committee, December: Thursday 10 December 2026, 6:30pm" in text
+    assert "Crime and Disorder Committee, January: Thursday 14 January 2027, 6pm to 8pm" in text
+
+
+def test_it_asks_in_person_or_online() -> None:
+    text = _text(_compose("clarification_mode", None))
+    assert "in person or online" in text
+
+
+def test_it_offers_online_to_the_waitlisted() -> None:
+    text = _text(_compose("waitlisted"))
+    assert "waiting list" in text
+    assert "reply to this email with the word online" in text
+
+
+def test_it_tells_only_place_holders_how_to_cancel() -> None:
+    assert "word cancel" in _text(_compose("confirmed_online", "online"))
+    assert "word cancel" not in _text(_compose("referred", None))
+    assert "word cancel" not in _text(_compose("cancelled"))
+
+
+@pytest.mark.parametrize("kind", REPLY_KINDS)
+def test_it_keeps_a_hostile_name_inert(kind: ReplyKind) -> None:
+    message = _compose(kind, "online", name=HOSTILE)
+
+    html, text = _html(message), _text(message)
+    assert "<script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    assert "{{ 7*7 }}" in text and "49" not in text
+    assert "{% if true %}evaluated{% endif %}" in text
+
+
+def test_it_keeps_a_hostile_subject_inert() -> None:
+    message = _compose(email=_inbound(subject=HOSTILE))
+    assert message["Subject"] == f"Re: {HOSTILE}"
+    assert "49" not in _text(message) + _html(message)
+
+
+@pytest.mark.parametrize(
+    "subject",
+    ["Hello\r\nBcc: victim@example.net", "Hello\nBcc: victim@example.net", "Hi\rBcc: v@x.net"],
+)
+def test_it_lets_no_header_in_through_the_subject(subject: str) -> None:
+    raw = _compose(email=_inbound(subject=subject)).as_bytes()
+
+    parsed = message_from_bytes(raw, policy=default)
+    assert parsed["Bcc"] is None
+    assert not re.search(rb"^Bcc:", raw, re.MULTILINE | re.IGNORECASE)
+    assert str(parsed["Subject"]).startswith("Re: Hello") or "Hi" in str(parsed["Subject"])
+
+
+def test_it_lets_no_header_in_through_the_name() -> None:
+    raw = _compose(name="Eve\r\nBcc: victim@example.net").as_bytes()
+
+    parsed = message_from_bytes(raw, policy=default)
+    assert parsed["Bcc"] is None
+    assert parsed["To"].addresses[0].addr_spec == "jo.replies@example.org"
+
+
+def test_it_refuses_a_reply_address_carrying_a_header() -> None:
+    with pytest.raises(PermanentError, match="cannot reply"):
+        _compose(email=_inbound(reply_to="jo@example.org\r\nBcc: victim@example.net"))
+
+
+def test_it_replies_to_the_reply_to_address_from_the_committee() -> None:
+    message = _compose()
+    assert message["To"].addresses[0].addr_spec == "jo.replies@example.org"
+    assert message["From"].addresses[0].addr_spec == "cdc@example.gov.uk"
+    assert message["From"].addresses[0].display_name == "Crime and Disorder Committee"
+
+
+def test_it_threads_the_reply() -> None:
+    message = _compose()
+    assert message["In-Reply-To"] == "<request-1@example.org>"
+    assert message["References"].split() == ["<root@example.org>", "<request-1@example.org>"]
+
+
+def test_it_trims_long_reference_chains_keeping_the_root() -> None:
+    chain = tuple(f"<m{i}@example.org>" for i in range(50))
+    references = _compose(email=_inbound(references=chain))["References"].split()
+
+    assert len(references) == 20
+    assert references[0] == "<m0@example.org>"
+    assert references[-1] == "<request-1@example.org>"
+    assert references[-2] == "<m49@example.org>"
+
+
+def test_it_drops_malformed_references() -> None:
+    refs = ("<good@example.org>", "not-an-id", "<bad id@x>")
+    message = _compose(email=_inbound(references=refs))
+    assert message["References"].split() == ["<good@example.org>", "<request-1@example.org>"]
+
+
+def test_it_marks_the_reply_automatic() -> None:
+    message = _compose()
+    assert message["Auto-Submitted"] == "auto-replied"
+    assert message["X-Auto-Response-Suppress"] == "All"
+    assert message[LOOP_HEADER] == "1"
+    assert message["Message-ID"] == reply_message_id(
+        "<request-1@example.org>", "confirmed_in_person", "example.gov.uk"
+    )
+    assert message["Date"].datetime == NOW
+
+
+def test_it_derives_stable_message_ids_on_our_domain() -> None:
+    first = reply_message_id("<a@b>", "confirmed_online", "example.gov.uk")
+    assert first == reply_message_id("<a@b>", "confirmed_online", "example.gov.uk")
+    assert first != reply_message_id("<a@b>", "cancelled", "example.gov.uk")
+    assert first != reply_message_id("<c@b>", "confirmed_online", "example.gov.uk")
+    assert re.fullmatch(r"<[0-9a-f]{32}\.reply@example\.gov\.uk>", first)
+
+
+@pytest.mark.parametrize(
+    ("original", "expected"),
+    [
+        ("Thursday", "Re: Thursday"),
+        ("Re: Thursday", "Re: Thursday"),
+        ("RE: Re: re:Thursday", "Re: Thursday"),
+        ("AW: Thursday", "Re: Thursday"),
+        ("  Tab\tand  spaces ", "Re: Tab and spaces"),
+        ("", "Summary"),
+        ("Re:", "Summary"),
+    ],
+)
+def test_it_makes_one_re_subject(original: str, expected: str) -> None:
+    assert reply_subject(original, "Summary") == expected
+
+
+def test_it_uses_the_summary_subject_when_the_resident_gave_none() -> None:
+    message = _compose(email=_inbound(subject=""))
+    assert message["Subject"] == f"Your place at {DECEMBER.title} is confirmed"
+
+
+def test_it_quotes_nothing_of_the_residents_message() -> None:
+    message = _compose()
+    everything = message.as_string()
+    assert "raw resident html" not in everything
+    assert "I'd like to come" not in everything
+
+
+def test_it_escapes_html_only_in_html() -> None:
+    committee = replace(COMMITTEE, name="Crime & Disorder Committee")
+    message = _compose(committee=committee)
+    assert "Crime & Disorder Committee" in _text(message)
+    assert "Crime &amp; Disorder Committee" in _html(message)
+
+
+def test_it_fails_loudly_on_a_missing_template_value(tmp_path: Path) -> None:
+    for suffix in ("subject.txt.j2", "txt.j2", "html.j2"):
+        (tmp_path / f"referred.{suffix}").write_text("{{ no_such_value }}", encoding="utf-8")
+    with pytest.raises(UndefinedError):
+        render_reply("referred", {}, make_environment(tmp_path))
+
+
+@pytest.mark.parametrize(
+    ("kind", "mode", "attached"),
+    [
+        ("confirmed_in_person", "in_person", True),
+        ("changed", "in_person", True),
+        ("promoted", "in_person", True),
+        ("confirmed_online", "online", False),
+        ("changed", "online", False),
+        ("cancelled", "in_person", False),
+        ("reminder", "in_person", False),
+    ],
+)
+def test_it_attaches_a_calendar_file_only_to_in_person_places(
+    kind: ReplyKind, mode: Mode, attached: bool
+) -> None:
+    message = _compose(kind, mode)
+    files = _attachments(message)
+    assert len(files) == (1 if attached else 0)
+    if attached:
+        (ics,) = files
+        assert ics.get_content_type() == "text/calendar"
+        assert ics.get_param("method") == "PUBLISH"
+        assert ics.get_filename() == "cdc-2026-12.ics"
+        assert message.get_content_type() == "multipart/mixed"
+    else:
+        assert message.get_content_type() == "multipart/alternative"
+
+
+def test_it_survives_a_round_trip_through_bytes() -> None:
+    message = _compose()
+    parsed = message_from_bytes(message.as_bytes(), policy=default)
+    assert parsed["Message-ID"] == message["Message-ID"]
+    assert parsed["Subject"] == "Re: Thursday's meeting"
+    body = parsed.get_body(("plain",))
+    assert body is not None and "6:30pm to 8:30pm" in body.get_content()
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "expected"),
+    [
+        (
+            datetime(2026, 12, 10, 18, 30, tzinfo=LONDON),
+            datetime(2026, 12, 10, 20, 30, tzinfo=LONDON),
+            "Thursday 10 December 2026, 6:30pm to 8:30pm",
+        ),
+        (  # UTC input in summer: shown in British Summer Time
+            datetime(2026, 6, 4, 17, 0, tzinfo=UTC),
+            datetime(2026, 6, 4, 18, 45, tzinfo=UTC),
+            "Thursday 4 June 2026, 6pm to 7:45pm",
+        ),
+        (
+            datetime(2026, 3, 2, 10, 0, tzinfo=LONDON),
+            datetime(2026, 3, 2, 12, 15, tzinfo=LONDON),
+            "Monday 2 March 2026, 10am to 12:15pm",
+        ),
+        (
+            datetime(2026, 3, 2, 23, 0, tzinfo=LONDON),
+            datetime(2026, 3, 3, 0, 30, tzinfo=LONDON),
+            "Monday 2 March 2026, 11pm to Tuesday 3 March 2026, 12:30am",
+        ),
+    ],
+)
+def test_it_writes_dates_as_a_clerk_would(start: datetime, end: datetime, expected: str) -> None:
+    assert format_when(start, end, LONDON) == expected
