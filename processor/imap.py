@@ -1,0 +1,305 @@
+"""The IMAP mailbox: the only module that speaks IMAP (through imapclient)."""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from email.parser import BytesHeaderParser
+
+from imapclient import IMAPClient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+
+from processor.config import MailboxConfig
+from processor.errors import PermanentError, ProcessorError, TransientError
+from processor.ports import Destination, MessageRef
+
+log = logging.getLogger(__name__)
+
+SEEN = b"\\Seen"
+DELETED = b"\\Deleted"
+# RFC 5530 response codes that say "try again later" rather than "this is wrong".
+TRANSIENT_CODES = (b"[UNAVAILABLE]", b"[INUSE]", b"[LIMIT]", b"[SERVERBUG]")
+# Exchange Online answers this when it throttles or a backend is moving; it clears.
+EXCHANGE_NOT_CONNECTED = b"User is authenticated but not connected"
+
+
+def _chunks(refs: Sequence[MessageRef], size: int) -> Iterator[list[MessageRef]]:
+    for start in range(0, len(refs), size):
+        yield list(refs[start : start + size])
+
+
+def _is_busy(exc: BaseException) -> bool:
+    """Whether a NO/BAD answer means "later" rather than "never"."""
+    text = str(exc).encode("utf-8", "replace")
+    return EXCHANGE_NOT_CONNECTED in text or any(code in text for code in TRANSIENT_CODES)
+
+
+class ImapMailbox:
+    """A Mailbox over IMAP: connects on first use, keys are UIDs under UIDVALIDITY."""
+
+    def __init__(
+        self, config: MailboxConfig, token_provider: Callable[[], str] | None = None
+    ) -> None:
+        self._config = config
+        self._token_provider = token_provider
+        self._client: IMAPClient | None = None
+        self._uidvalidity = ""
+
+    # --- Mailbox ----------------------------------------------------------------------
+
+    def sync_token(self) -> str:
+        self._connected()
+        return self._uidvalidity
+
+    def list_messages(self) -> list[MessageRef]:
+        client = self._connected()
+        with self._translated("listing messages"):
+            # UNDELETED: a message flagged \Deleted by the COPY fallback of move() but
+            # not yet expunged has already been filed.
+            uids = sorted(int(uid) for uid in client.search(["UNDELETED"]))
+            refs: list[MessageRef] = []
+            for start in range(0, len(uids), self._config.fetch_chunk):
+                chunk = uids[start : start + self._config.fetch_chunk]
+                data = client.fetch(chunk, ["RFC822.SIZE"])
+                # A message expunged between SEARCH and FETCH is simply absent.
+                refs += [
+                    MessageRef(str(uid), int(data[uid][b"RFC822.SIZE"]))
+                    for uid in chunk
+                    if uid in data
+                ]
+        return refs
+
+    def fetch(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, bytes]]:
+        for chunk in _chunks(refs, self._config.fetch_chunk):
+            client = self._connected()
+            with self._translated("fetching messages"):
+                # BODY.PEEK, not BODY: reading must not mark residents' mail \Seen.
+                data = client.fetch([int(ref.key) for ref in chunk], ["BODY.PEEK[]"])
+            for ref in chunk:
+                body = data.get(int(ref.key), {}).get(b"BODY[]")
+                if body is None:
+                    log.warning("message UID %s has gone from %s", ref.key, self._config.folder)
+                    continue
+                yield ref, bytes(body)
+            del data  # so at most one chunk is held while the next is fetched
+
+    def fetch_header(self, ref: MessageRef) -> bytes:
+        client = self._connected()
+        with self._translated("fetching a header"):
+            data = client.fetch([int(ref.key)], ["BODY.PEEK[HEADER]"])
+        header = data.get(int(ref.key), {}).get(b"BODY[HEADER]")
+        if header is None:
+            raise PermanentError(f"message UID {ref.key} has gone from {self._config.folder}")
+        return bytes(header)
+
+    def move(self, refs: Sequence[MessageRef], destination: Destination) -> None:
+        folder = (
+            self._config.processed_folder
+            if destination == "processed"
+            else self._config.review_folder
+        )
+        client = self._connected()
+        with self._translated(f"moving messages to {folder}"):
+            self._ensure_folder(client, folder)
+            use_move = client.has_capability("MOVE")
+            for chunk in _chunks(refs, self._config.fetch_chunk):
+                uids = [int(ref.key) for ref in chunk]
+                if use_move:
+                    client.move(uids, folder)
+                else:
+                    self._copy_and_expunge(client, uids, folder)
+
+    def close(self) -> None:
+        client, self._client = self._client, None
+        if client is None:
+            return
+        try:
+            client.logout()
+        except (IMAPClientError, OSError) as exc:
+            log.info("IMAP logout failed (%s); closing the socket", exc)
+            with suppress(OSError):
+                client.shutdown()
+
+    # --- beyond the Protocol: sent copies and waiting -------------------------------
+
+    def append_sent(self, raw: bytes) -> None:
+        """Keep a copy of a reply in the sent folder, marked \\Seen."""
+        client = self._connected()
+        folder = self._config.sent_folder
+        with self._translated(f"appending to {folder}"):
+            self._ensure_folder(client, folder)
+            client.append(folder, raw, flags=[SEEN])
+
+    def find_in_sent(self, message_id: str) -> bool:
+        """Whether a reply with this Message-ID is in the sent folder (in-doubt sends)."""
+        client = self._connected()
+        folder = self._config.sent_folder
+        with self._translated(f"searching {folder}"):
+            if not client.folder_exists(folder):
+                return False
+            client.select_folder(folder, readonly=True)
+            try:
+                # SEARCH HEADER matches substrings (RFC 3501 6.4.4): confirm exactly.
+                hits = client.search(["HEADER", "Message-ID", message_id])
+                if not hits:
+                    return False
+                data = client.fetch(hits, ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+                wanted = message_id.strip()
+                for item in data.values():
+                    header = item.get(b"BODY[HEADER.FIELDS (MESSAGE-ID)]", b"")
+                    found = BytesHeaderParser().parsebytes(bytes(header)).get("Message-ID", "")
+                    if str(found).strip() == wanted:
+                        return True
+                return False
+            finally:
+                self._select_source(client)
+
+    def idle_wait(self, timeout: float) -> bool:
+        """Wait up to `timeout` s in IDLE; True when the folder changed.
+
+        Without IDLE it returns False at once and the caller polls. RFC 2177 asks
+        clients to re-issue IDLE within 29 minutes: the caller's loop does that.
+        """
+        client = self._connected()
+        with self._translated("waiting in IDLE"):
+            if not client.has_capability("IDLE"):
+                return False
+            client.idle()
+            try:
+                responses = client.idle_check(timeout=timeout)
+            finally:
+                _, more = client.idle_done()
+        changes = [r for r in [*responses, *more] if len(r) > 1 and r[1] in (b"EXISTS", b"RECENT")]
+        return bool(changes)
+
+    # --- connection -------------------------------------------------------------------
+
+    def _connected(self) -> IMAPClient:
+        if self._client is not None:
+            return self._client
+        cfg = self._config
+        where = f"{cfg.host}:{cfg.port}"
+        with self._translated(f"connecting to {where}"):
+            context = self._tls_context()
+            client = IMAPClient(
+                cfg.host,
+                cfg.port,
+                ssl=cfg.security == "ssl",
+                ssl_context=context,
+                timeout=cfg.timeout,
+            )
+            try:
+                if cfg.security == "starttls":
+                    client.starttls(context)
+                self._login(client)
+                self._select_source(client)
+            except BaseException:
+                with suppress(OSError):
+                    client.shutdown()
+                raise
+        self._client = client
+        return client
+
+    def _tls_context(self) -> ssl.SSLContext:
+        # The system trust store plus the configured CA (not instead of it).
+        context = ssl.create_default_context()
+        if self._config.ca_file is not None:
+            try:
+                context.load_verify_locations(cafile=str(self._config.ca_file))
+            except (OSError, ssl.SSLError) as exc:
+                raise PermanentError(
+                    f"cannot load mailbox.ca_file {self._config.ca_file}: {exc}"
+                ) from exc
+        return context
+
+    def _login(self, client: IMAPClient) -> None:
+        cfg = self._config
+        try:
+            if cfg.auth == "oauth2":
+                if self._token_provider is None:
+                    raise PermanentError("mailbox.auth = oauth2 but no token provider was given")
+                client.oauth2_login(cfg.username, self._token_provider())
+            else:
+                client.login(cfg.username, cfg.password.reveal())
+        except LoginError as exc:
+            if cfg.auth == "oauth2":
+                fix = (
+                    "check graph.tenant_id/client_id and that the app has IMAP.AccessAsApp "
+                    "and mailbox access for this user"
+                )
+            else:
+                fix = f"check mailbox.username and the password in {cfg.password.key}"
+            raise PermanentError(
+                f"IMAP login as {cfg.username} on {cfg.host} was refused ({exc}): {fix}"
+            ) from exc
+
+    def _select_source(self, client: IMAPClient) -> None:
+        folder = self._config.folder
+        try:
+            status = client.select_folder(folder)
+        except IMAPClientAbortError:
+            raise
+        except IMAPClientError as exc:
+            if _is_busy(exc):
+                raise
+            raise PermanentError(
+                f"cannot open IMAP folder {folder!r} ({exc}): check mailbox.folder"
+            ) from exc
+        self._uidvalidity = str(status[b"UIDVALIDITY"])
+
+    @staticmethod
+    def _ensure_folder(client: IMAPClient, folder: str) -> None:
+        if client.folder_exists(folder):
+            return
+        try:
+            client.create_folder(folder)
+        except IMAPClientError:
+            # Another client may have created it meanwhile (RFC 5530 ALREADYEXISTS).
+            if not client.folder_exists(folder):
+                raise
+
+    @staticmethod
+    def _copy_and_expunge(client: IMAPClient, uids: list[int], folder: str) -> None:
+        # RFC 6851's fallback for servers without MOVE. UID EXPUNGE (RFC 4315) removes
+        # only these messages; without UIDPLUS a plain EXPUNGE also removes any other
+        # \Deleted message, which its owner had already asked for.
+        client.copy(uids, folder)
+        client.add_flags(uids, [DELETED], silent=True)
+        if client.has_capability("UIDPLUS"):
+            client.uid_expunge(uids)
+        else:
+            client.expunge()
+
+    @contextmanager
+    def _translated(self, doing: str) -> Iterator[None]:
+        """Turn library, socket and TLS errors into the error family, naming the step."""
+        try:
+            yield
+        except ProcessorError:
+            raise
+        except ssl.SSLCertVerificationError as exc:
+            self._drop()
+            raise PermanentError(
+                f"IMAP TLS certificate of {self._config.host} not trusted while {doing} "
+                f"({exc.verify_message}): set mailbox.ca_file to its CA"
+            ) from exc
+        except TimeoutError as exc:
+            self._drop()
+            raise TransientError(f"IMAP timed out while {doing}") from exc
+        except (IMAPClientAbortError, OSError) as exc:
+            self._drop()
+            raise TransientError(f"IMAP connection failed while {doing}: {exc}") from exc
+        except IMAPClientError as exc:
+            if _is_busy(exc):
+                self._drop()
+                raise TransientError(f"IMAP server busy while {doing}: {exc}") from exc
+            raise PermanentError(f"IMAP server refused {doing}: {exc}") from exc
+
+    def _drop(self) -> None:
+        """Forget a broken connection; the next call reconnects."""
+        client, self._client = self._client, None
+        if client is not None:
+            with suppress(OSError):
+                client.shutdown()
