@@ -165,11 +165,19 @@ class SmtpTransport:
 _UNSAFE = re.compile(r"[^A-Za-z0-9._@+-]+")
 
 
+def _safe_id(message_id: str) -> str:
+    raw_id = message_id.strip().strip("<>")
+    return _UNSAFE.sub("_", raw_id).strip("._")[:120] or "no-message-id"
+
+
 def eml_name(message: EmailMessage, now: datetime) -> str:
     """`<timestamp>-<message-id>.eml`, with the id reduced to characters safe in a file name."""
-    raw_id = str(message.get("Message-ID", "")).strip().strip("<>")
-    safe_id = _UNSAFE.sub("_", raw_id).strip("._")[:120] or "no-message-id"
+    safe_id = _safe_id(str(message.get("Message-ID", "")))
     return f"{now.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}-{safe_id}.eml"
+
+
+# A misconfigured folder stays wrong until someone fixes it; a full disk may clear.
+_FOLDER_WRONG = (PermissionError, NotADirectoryError, FileExistsError)
 
 
 class _FileConnection:
@@ -190,7 +198,7 @@ class _FileConnection:
             except BaseException:
                 Path(temp).unlink(missing_ok=True)
                 raise
-        except PermissionError as exc:
+        except _FOLDER_WRONG as exc:
             raise PermanentError(f"cannot write {target}: {exc.strerror}") from exc
         except OSError as exc:
             raise TransientError(f"cannot write {target}: {exc.strerror or exc}") from exc
@@ -206,8 +214,12 @@ class FileTransport:
     def connect(self) -> Iterator[_FileConnection]:
         try:
             self.path.mkdir(parents=True, exist_ok=True)
-        except PermissionError as exc:
+        except _FOLDER_WRONG as exc:
             raise PermanentError(f"cannot create {self.path}: {exc.strerror}") from exc
         except OSError as exc:
             raise TransientError(f"cannot create {self.path}: {exc.strerror or exc}") from exc
         yield _FileConnection(self.path)
+
+    def find_sent(self, message_id: str) -> bool:
+        """Whether a reply with this Message-ID was written (crash recovery asks)."""
+        return any(self.path.glob(f"*-{_safe_id(message_id)}.eml"))

@@ -258,3 +258,22 @@ def test_it_makes_hostile_message_ids_safe_file_names(tmp_path: Path) -> None:
     (written,) = list(tmp_path.iterdir())
     assert written.parent == tmp_path
     assert "/" not in written.name and ".." not in written.name
+
+
+def test_it_finds_a_reply_it_already_wrote(tmp_path: Path) -> None:
+    transport = FileTransport(tmp_path / "out")
+    with transport.connect() as connection:
+        connection.send(_message(7))
+
+    assert transport.find_sent("<reply-7@example.gov.uk>")
+    assert not transport.find_sent("<reply-8@example.gov.uk>")
+
+
+def test_it_reports_an_unwritable_folder_as_permanent(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder", encoding="utf-8")
+    with (
+        pytest.raises(PermanentError, match="cannot create"),
+        FileTransport(blocker / "x").connect(),
+    ):
+        pass
