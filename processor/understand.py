@@ -1,0 +1,583 @@
+"""Read a resident's free text into a Request: intent, mode, meeting, name, party, needs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from zoneinfo import ZoneInfo
+
+import dateparser
+
+from processor.models import Evidence, InboundEmail, Intent, Meeting, Mode, Request
+
+_F = re.IGNORECASE
+_MONTHS = (
+    r"(?:january|february|march|april|may|june|july|august|september|october|november|"
+    r"december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)"
+)
+_DAYS = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+_ORD = r"(\d{1,2})(?:st|nd|rd|th)?"
+
+# Intent phrases, strongest first. Cancel phrases also contain "attend"/"come", so
+# cancel is judged before attend, never by counting words.
+_CANCEL = re.compile(
+    r"\bcancel(?:l?ing|l?ed)?\b|\bcan\s*(?:'|no)?t\s+(?:make|come|attend|go)\b|"
+    r"\bcannot\s+(?:make|come|attend)\b|\b(?:no longer|not be|won'?t be|unable to)\s+"
+    r"(?:able to\s+)?(?:attend|attending|come|coming|make it|there)\b|\bwithdraw\b|"
+    r"\bunregister\b|\bremove (?:me|my (?:name|place|booking|registration))\b|"
+    r"\b(?:give up|release) my (?:place|seat)\b|\bde-?register\b",
+    _F,
+)
+_SPEAK = re.compile(
+    r"\b(?:speak|speaking|address the committee|ask (?:a|the committee a|my) question|"
+    r"put a question|public question|make a statement|make representations?|deputation|"
+    r"have my say|raise (?:a|an|my) (?:question|issue|point))\b",
+    _F,
+)
+_CHANGE = re.compile(
+    r"\b(?:change|switch|swap|instead|move my (?:booking|place|registration)|"
+    r"update my (?:booking|place|registration)|amend)\b|"
+    r"\b(?:add|bring) (?:one more|another|an extra)\b",
+    _F,
+)
+_ATTEND = re.compile(
+    r"\b(?:attend|attending|come|coming|join|joining|register|book|booking|reserve|"
+    r"place|places|seat|seats|watch|observe|sit in|be there|sign me up|put me down|"
+    r"(?:teams |the |a )?link|invite|invitation|in person|online)\b",
+    _F,
+)
+_BOOK = re.compile(r"\b(?:book|register|reserve|sign me up|put me down)\b", _F)
+
+_ONLINE = re.compile(
+    r"\b(?:online|on-line|on line|teams|ms teams|microsoft teams|virtual(?:ly)?|remote(?:ly)?|"
+    r"live ?stream(?:ed|ing)?|stream(?:ed|ing)?|video link|the link|a link|join link|"
+    r"from home|via video|zoom|webcast|dial in)\b",
+    _F,
+)
+_IN_PERSON = re.compile(
+    r"\b(?:in person|in-person|inperson|face to face|face-to-face|come along|"
+    r"in the (?:council )?chamber|the public gallery|physically|attend in person|"
+    r"come (?:in|down|to the (?:council|town hall|chamber|civic centre))|at the town hall|"
+    r"a seat|seats|(?:a )?place in the (?:room|chamber))\b",
+    _F,
+)
+_NEGATION = re.compile(
+    r"(?:\bnot|n't|\bunable to|\brather than|\binstead of|\bfrom|\bno longer|\bthan|"
+    r"\bwithout|\bcannot|\bcan not)\s+(?:\w+\s+){0,3}$",
+    _F,
+)
+_MODE_AFTER = re.compile(
+    r"\s*(?:it\s+|there\s+|the meeting\s+)?(?:in person|in-person|physically|online|"
+    r"in the chamber|face to face)",
+    _F,
+)
+_INSTEAD = re.compile(r"\binstead\b|\bto\s+(?:\w+\s+){0,1}$", _F)
+
+_NUMBERS = {
+    "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+    "eight": 8, "nine": 9, "ten": 10, "a couple": 2, "a couple of": 2, "both": 2,
+}  # fmt: skip
+_NUM = r"(\d{1,2}|one|two|three|four|five|six|seven|eight|nine|ten)"
+_COMPANION = (
+    r"(?:husband|wife|partner|son|daughter|friend|neighbour|neighbor|mum|mom|mother|dad|"
+    r"father|brother|sister|colleague|carer|spouse|boyfriend|girlfriend|child|kid|"
+    r"grandson|granddaughter|fiance|fiancee|flatmate|aunt|uncle|cousin|niece|nephew|"
+    r"support worker|assistant|guest|plus one)"
+)
+_PARTY_RULES: tuple[tuple[str, re.Pattern[str], int | None], ...] = (
+    ("party.n_of_us", re.compile(rf"\b{_NUM} of us\b", _F), None),
+    (
+        "party.n_people",
+        re.compile(
+            rf"\b{_NUM} (?:people|persons|places|seats|tickets|adults|guests|attendees)\b", _F
+        ),
+        None,
+    ),
+    ("party.group_of", re.compile(rf"\b(?:party|group) of {_NUM}\b", _F), None),
+    ("party.me_and_n", re.compile(rf"\b(?:me|myself) (?:and|plus|\+) {_NUM} others?\b", _F), -1),
+    (
+        "party.with_n_companions",
+        re.compile(rf"\b(?:with|bring(?:ing)?) (?:my |)?{_NUM} {_COMPANION}s?\b", _F),
+        -1,
+    ),
+    (
+        "party.me_and_companion",
+        re.compile(
+            rf"\b(?:me|myself|i) (?:and|&|plus) (?:my |a )?{_COMPANION}\b|"
+            rf"\bmy {_COMPANION} and (?:i|me|myself)\b",
+            _F,
+        ),
+        2,
+    ),
+    (
+        "party.with_companion",
+        re.compile(
+            rf"\b(?:with|bring(?:ing)?|accompanied by|along with) (?:my|a|our) {_COMPANION}\b",
+            _F,
+        ),
+        2,
+    ),
+    ("party.plus_one", re.compile(r"\bplus one\b|\+ ?1\b", _F), 2),
+    ("party.just_me", re.compile(r"\b(?:just|only) (?:me|myself)\b|\bon my own\b", _F), 1),
+)
+
+_ACCESS: tuple[tuple[str, re.Pattern[str]], ...] = (
+    ("wheelchair", re.compile(r"\bwheel ?chair|mobility scooter\b", _F)),
+    (
+        "step_free",
+        re.compile(
+            r"\bstep[- ]free|no steps|can'?t (?:manage|do|climb) (?:the )?stairs|"
+            r"\blift access|\bramp\b",
+            _F,
+        ),
+    ),
+    ("hearing_loop", re.compile(r"\bhearing loop|induction loop|loop system|hearing aid", _F)),
+    ("bsl", re.compile(r"\bbsl\b|british sign language|sign language", _F)),
+    ("large_print", re.compile(r"\blarge[- ]print", _F)),
+    ("captions", re.compile(r"\bcaptions?\b|\bsubtitles?\b", _F)),
+    ("assistance_dog", re.compile(r"\b(?:guide|assistance|hearing) dog\b", _F)),
+    ("accessible_parking", re.compile(r"\bblue badge|disabled parking", _F)),
+)
+_UNRELATED = re.compile(
+    r"\b(?:bins?|bin collection|recycling|rubbish|fly[- ]?tipping|council tax|parking|"
+    r"pothole|planning (?:application|permission)|housing benefit|street ?lights?|"
+    r"missed collection|parking (?:fine|permit|ticket))\b",
+    _F,
+)
+_UNRELATED_EXCEPT = re.compile(r"\bblue badge|disabled parking\b", _F)
+
+
+def _wordset(words: str) -> frozenset[str]:
+    return frozenset(words.split())
+
+
+_ENGLISH = _wordset(
+    "the and i to a of in for is it my me be on would like please you we at this "
+    "that with can will meeting thanks attend come online person"
+)
+_FOREIGN = _wordset(
+    "je voudrais assister réunion bonjour merci le la les des est et pour une vous "
+    "quiero asistir reunión gracias el los las que por para hola usted ich möchte "
+    "teilnehmen sitzung danke und der die das nicht für ein eine mit bitte chciałbym "
+    "chciałabym spotkanie dziękuję się jest nie dzień dobry hoffwn diolch cyfarfod "
+    "yn ac gyda vorrei partecipare riunione grazie il di per sono gostaria reunião "
+    "obrigado obrigada não uma com"
+)
+
+_SIGN_OFF = re.compile(
+    r"^\s*(?:many thanks|thanks(?: again| very much| so much)?|thank you(?: very much)?|"
+    r"kind regards|best regards|warm regards|regards|best wishes|best|cheers|yours|"
+    r"yours sincerely|yours faithfully|sincerely|all the best|with thanks|take care|"
+    r"thx|ta)[\s,.!-]*$",
+    _F,
+)
+_MY_NAME = re.compile(
+    r"\b(?i:my name is|my name's|name:)\s+([A-Z][\w'.-]+(?:[ \t]+[A-Z][\w'.-]+){0,3})", re.UNICODE
+)
+_NAME_WORD = re.compile(r"^[A-Z][^\W\d_]*(?:['’-][^\W\d_]+)*\.?$", re.UNICODE)
+_NOT_NAME_WORDS = _wordset(
+    "sent from my iphone android mobile thanks regards best council committee mr mrs "
+    "ms dr the dear hi hello get outlook samsung galaxy please phone tel email re "
+    "fwd yes no ok online in person meeting"
+)
+_OPEN_NEXT = re.compile(
+    r"\b(?:the )?(?:next|upcoming|forthcoming|coming) (?:committee )?meeting\b", _F
+)
+
+
+@dataclass(frozen=True)
+class _DateHit:
+    rule: str
+    phrase: str
+    days: tuple[date, ...] = ()  # exact local dates
+    day_month: tuple[int, int] | None = None  # (day, month) with no year given
+    day_only: int | None = None
+    month_only: int | None = None
+
+
+def understand(
+    email: InboundEmail, meetings: Sequence[Meeting], tz: ZoneInfo, now: datetime
+) -> Request:
+    """What the resident asked for; every field carries the rule and phrase that set it."""
+    text = _clean(f"{email.subject}\n{email.new_text}")
+    evidence: list[Evidence] = []
+    refer: list[str] = []
+    reference = _reference_time(email.date, now).astimezone(tz)
+
+    intent, conflict = _intent(text, evidence)
+    if conflict:
+        refer.append(conflict)
+    mode = _mode(text, evidence)
+    if intent == "other" and mode is not None and not conflict:
+        intent = "attend"
+        evidence.append(Evidence("intent", "intent.attend.mode_only", mode))
+    named, candidates = _meetings(text, meetings, tz, reference, evidence)
+    if not named:
+        candidates = tuple(m.id for m in meetings if now < m.closes_at())
+    name = _name(email, evidence)
+    party = _party(text, evidence)
+    needs = _access_needs(text, evidence)
+    wants_to_speak = intent == "speak" or bool(_SPEAK.search(text))
+    refer.extend(_refer_reasons(text, evidence))
+    return Request(
+        intent=intent,
+        mode=mode,
+        meeting_id=candidates[0] if named and len(candidates) == 1 else None,
+        meeting_candidates=candidates,
+        meeting_named=named,
+        name=name,
+        party_size=party,
+        access_needs=needs,
+        wants_to_speak=wants_to_speak,
+        refer_reasons=tuple(refer),
+        evidence=tuple(evidence),
+    )
+
+
+def merge_requests(original: Request, follow_up: Request) -> Request:
+    """Fill what the original request lacked from the resident's answer to our question."""
+    intent: Intent = original.intent
+    if follow_up.intent in ("cancel", "speak") or original.intent == "other":
+        intent = follow_up.intent
+    meeting = follow_up if follow_up.meeting_named else original
+    return replace(
+        original,
+        intent=intent,
+        mode=follow_up.mode or original.mode,
+        meeting_id=meeting.meeting_id,
+        meeting_candidates=meeting.meeting_candidates,
+        meeting_named=meeting.meeting_named,
+        name=original.name or follow_up.name,
+        party_size=follow_up.party_size or original.party_size,
+        access_needs=tuple(dict.fromkeys(original.access_needs + follow_up.access_needs)),
+        wants_to_speak=original.wants_to_speak or follow_up.wants_to_speak,
+        refer_reasons=tuple(dict.fromkeys(original.refer_reasons + follow_up.refer_reasons)),
+        evidence=original.evidence + follow_up.evidence,
+    )
+
+
+def _clean(text: str) -> str:
+    text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\xa0", " ")
+    return re.sub(r"[ \t]+", " ", text)[:20_000]
+
+
+def _reference_time(sent: datetime | None, now: datetime) -> datetime:
+    # A Date header far from our clock is a wrong clock or a forgery: resolve
+    # "Thursday" against our own time instead.
+    if sent is not None and abs(sent - now) <= timedelta(days=30):
+        return sent
+    return now
+
+
+def _intent(text: str, evidence: list[Evidence]) -> tuple[Intent, str | None]:
+    cancel, speak = _cancel(text), _SPEAK.search(text)
+    change, attend = _CHANGE.search(text), _ATTEND.search(text)
+    book = _BOOK.search(text)
+    if cancel and speak:
+        _add(evidence, "intent", "intent.conflict.cancel_speak", cancel.group(0))
+        return "other", "The message both cancels and asks to speak."
+    if cancel and change and re.search(r"\binstead\b", text, _F):
+        _add(evidence, "intent", "intent.change.cancel_instead", change.group(0))
+        return "change", None
+    if (
+        cancel
+        and book
+        and book.start() > cancel.start()
+        and not _NEGATION.search(text[: book.start()])
+    ):
+        _add(evidence, "intent", "intent.conflict.cancel_book", book.group(0))
+        return "other", "The message both cancels a place and books one."
+    if cancel:
+        _add(evidence, "intent", "intent.cancel", cancel.group(0))
+        return "cancel", None
+    if speak:
+        _add(evidence, "intent", "intent.speak", speak.group(0))
+        return "speak", None
+    if change:
+        _add(evidence, "intent", "intent.change", change.group(0))
+        return "change", None
+    if attend:
+        _add(evidence, "intent", "intent.attend", attend.group(0))
+        return "attend", None
+    return "other", None
+
+
+def _cancel(text: str) -> re.Match[str] | None:
+    """A cancel phrase, unless it only rules out a mode ("can't attend in person, so online")."""
+    for match in _CANCEL.finditer(text):
+        if not _MODE_AFTER.match(text, match.end()):
+            return match
+    return None
+
+
+def _mode(text: str, evidence: list[Evidence]) -> Mode | None:
+    """The mode asked for; a negated mention ("not in person") does not count."""
+    found: dict[Mode, re.Match[str]] = {}
+    preferred: Mode | None = None
+    for mode, pattern in (("online", _ONLINE), ("in_person", _IN_PERSON)):
+        for match in pattern.finditer(text):
+            before = text[max(0, match.start() - 40) : match.start()]
+            if _NEGATION.search(before):
+                continue
+            found.setdefault(mode, match)  # type: ignore[arg-type]
+            after = text[match.end() : match.end() + 12]
+            if _INSTEAD.search(before[-8:]) or re.match(r"\s*instead", after, _F):
+                preferred = mode  # type: ignore[assignment]
+    if len(found) == 1:
+        mode = next(iter(found))
+    elif preferred is not None:
+        mode = preferred
+    else:
+        return None
+    match = found[mode]
+    rule = "mode.online" if mode == "online" else "mode.in_person"
+    _add(evidence, "mode", f"{rule}.{_slug(match.group(0))}", match.group(0))
+    return mode
+
+
+def _meetings(
+    text: str,
+    meetings: Sequence[Meeting],
+    tz: ZoneInfo,
+    reference: datetime,
+    evidence: list[Evidence],
+) -> tuple[bool, tuple[str, ...]]:
+    """Whether the text names a meeting, and every meeting (open or not) it could mean."""
+    local = {m.id: m.start.astimezone(tz).date() for m in meetings}
+    for rule, ids, phrase in _by_title(text, meetings):
+        _add(evidence, "meeting", rule, phrase)
+        return True, ids
+    hits = _date_hits(text, reference)
+    if not hits:
+        nxt = _OPEN_NEXT.search(text)
+        future = sorted((m for m in meetings if m.start > reference), key=lambda m: m.start)
+        if nxt and future:
+            _add(evidence, "meeting", "meeting.next", nxt.group(0))
+            return True, (future[0].id,)
+        return False, ()
+    matched: list[str] = []
+    for hit in hits:
+        _add(evidence, "meeting", hit.rule, hit.phrase)
+        for meeting in meetings:
+            day = local[meeting.id]
+            if (
+                day in hit.days
+                or hit.day_month == (day.day, day.month)
+                or hit.day_only == day.day
+                or hit.month_only == day.month
+            ) and meeting.id not in matched:
+                matched.append(meeting.id)
+    return True, tuple(matched)
+
+
+def _by_title(text: str, meetings: Sequence[Meeting]) -> list[tuple[str, tuple[str, ...], str]]:
+    lowered = text.lower()
+    for meeting in meetings:
+        if meeting.id.lower() in lowered:
+            return [("meeting.id", (meeting.id,), meeting.id)]
+    words = [m.title.lower().split() for m in meetings]
+    common = 0
+    while len(words) > 1 and all(len(w) > common for w in words):
+        if len({w[common] for w in words}) != 1:
+            break
+        common += 1
+    for meeting, title in zip(meetings, words, strict=True):
+        distinct = " ".join(title[common:]).strip(" -–:,")
+        if len(meetings) > 1 and len(distinct) >= 4 and distinct in lowered:
+            return [("meeting.title", (meeting.id,), distinct)]
+    return []
+
+
+_ABSOLUTE = re.compile(
+    rf"\b{_ORD}\s*(?:of\s+)?{_MONTHS}\b\.?(?:,?\s*\d{{4}})?|"
+    rf"\b{_MONTHS}\.?\s+(?:the\s+)?{_ORD}\b(?!\s*(?:am|pm|:))(?:,?\s*\d{{4}})?|"
+    r"\b\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\b\d{1,2}[.-]\d{1,2}[.-]\d{4}\b|\b\d{4}-\d{2}-\d{2}\b",
+    _F,
+)
+_DAY_ONLY = re.compile(rf"\b(?:{_DAYS}\s+(?:the\s+)?|the\s+)(\d{{1,2}})(?:st|nd|rd|th)\b", _F)
+_RELATIVE = re.compile(
+    rf"\b(?:today|tonight|tomorrow|this evening|(?:this|next|coming)\s+{_DAYS}|{_DAYS})\b", _F
+)
+_MONTH_ONLY = re.compile(
+    rf"\b(?:the|in|for|this|next|of)\s+({_MONTHS})\b(?!\s*\d)|"
+    rf"\b({_MONTHS})\s+(?:meeting|one|session|committee)\b",
+    _F,
+)
+_MONTH_NUMBERS = {
+    name: i
+    for i, names in enumerate(
+        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
+    )
+    for name in (names,)
+}
+
+
+def _date_hits(text: str, reference: datetime) -> list[_DateHit]:
+    hits: list[_DateHit] = []
+    taken: list[tuple[int, int]] = []
+    base = reference.replace(tzinfo=None)
+    for match in _ABSOLUTE.finditer(text):
+        hit = _absolute(match.group(0), base)
+        if hit is not None:
+            hits.append(hit)
+            taken.append(match.span())
+    for match in _DAY_ONLY.finditer(text):
+        if not _overlaps(match.span(), taken):
+            day = int(re.findall(r"\d{1,2}", match.group(0))[0])
+            if 1 <= day <= 31:
+                hits.append(_DateHit("meeting.day_of_month", match.group(0), day_only=day))
+                taken.append(match.span())
+    # A weekday beside a full date ("Thursday 17th December") only repeats it.
+    for match in _RELATIVE.finditer(text) if not hits else ():
+        if not _overlaps(match.span(), taken):
+            hit = _relative(match.group(0), base)
+            if hit is not None:
+                hits.append(hit)
+                taken.append(match.span())
+    if not hits:
+        for match in _MONTH_ONLY.finditer(text):
+            word = (match.group(1) or match.group(2)).lower()
+            if word == "may" and "meeting" not in match.group(0).lower():
+                continue  # "in may" is too often the verb
+            month = _MONTH_NUMBERS[word[:3]]
+            hits.append(_DateHit("meeting.month", match.group(0), month_only=month))
+    return hits
+
+
+def _absolute(phrase: str, base: datetime) -> _DateHit | None:
+    settings = {
+        "DATE_ORDER": "DMY",  # UK residents write 10/03 for 10 March
+        "PREFER_DATES_FROM": "future",
+        "RELATIVE_BASE": base,
+        "REQUIRE_PARTS": ["day", "month"],
+        "RETURN_AS_TIMEZONE_AWARE": False,
+    }
+    parsed = dateparser.parse(phrase.replace(" of ", " "), languages=["en"], settings=settings)
+    if parsed is None:
+        return None
+    if re.search(r"\d{4}|\d{1,2}/\d{1,2}/\d{2}", phrase):
+        return _DateHit("meeting.date", phrase, days=(parsed.date(),))
+    return _DateHit("meeting.date", phrase, day_month=(parsed.day, parsed.month))
+
+
+def _relative(phrase: str, base: datetime) -> _DateHit | None:
+    lowered = phrase.lower()
+    query = re.sub(r"^coming\s+", "", lowered)
+    query = "today" if query in ("tonight", "this evening") else query
+    settings = {
+        "PREFER_DATES_FROM": "future",
+        "RELATIVE_BASE": base,
+        "RETURN_AS_TIMEZONE_AWARE": False,
+    }
+    parsed = dateparser.parse(query, languages=["en"], settings=settings)
+    if parsed is None:
+        return None
+    days = [parsed.date()]
+    if lowered.startswith("next "):
+        # In British use "next Thursday" can mean the Thursday after this coming one.
+        days.append(parsed.date() + timedelta(days=7))
+    return _DateHit("meeting.relative_day", phrase, days=tuple(days))
+
+
+def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
+    return any(span[0] < end and start < span[1] for start, end in taken)
+
+
+def _name(email: InboundEmail, evidence: list[Evidence]) -> str | None:
+    match = _MY_NAME.search(email.new_text)
+    if match and _name_like(match.group(1)):
+        return _named(evidence, "name.my_name_is", match.group(1))
+    lines = [ln.strip() for ln in f"{email.new_text}\n{email.signature or ''}".splitlines()]
+    for i, line in enumerate(lines):
+        if _SIGN_OFF.match(line):
+            following = next((ln for ln in lines[i + 1 :] if ln), "")
+            candidate = following.strip(" ,.-")
+            if _name_like(candidate):
+                return _named(evidence, "name.sign_off", candidate)
+    sig_lines = [ln.strip() for ln in (email.signature or "").splitlines() if ln.strip()]
+    sig_lines = [ln for ln in sig_lines if ln not in ("--", "-- ") and not _SIGN_OFF.match(ln)]
+    if sig_lines and _name_like(sig_lines[0].strip(" ,.-")):
+        return _named(evidence, "name.signature", sig_lines[0].strip(" ,.-"))
+    display = (email.display_name or "").strip().strip("\"'")
+    if "," in display:
+        last, _, first = display.partition(",")
+        display = f"{first.strip()} {last.strip()}"
+    if _name_like(display):
+        return _named(evidence, "name.display_name", display)
+    return None
+
+
+def _name_like(candidate: str) -> bool:
+    words = candidate.split()
+    if not 1 <= len(words) <= 4 or len(candidate) > 60 or "@" in candidate:
+        return False
+    if any(w.lower().strip(".,") in _NOT_NAME_WORDS for w in words):
+        return False
+    return all(_NAME_WORD.match(w) for w in words)
+
+
+def _party(text: str, evidence: list[Evidence]) -> int | None:
+    for rule, pattern, fixed in _PARTY_RULES:
+        match = pattern.search(text)
+        if not match:
+            continue
+        if fixed is not None and fixed > 0:
+            size = fixed
+        else:
+            word = next(g for g in match.groups() if g).lower()
+            size = int(word) if word.isdigit() else _NUMBERS.get(word, 0)
+            size += 1 if fixed == -1 else 0
+        if 1 <= size <= 50:
+            _add(evidence, "party_size", rule, match.group(0))
+            return size
+    return None
+
+
+def _access_needs(text: str, evidence: list[Evidence]) -> tuple[str, ...]:
+    needs: list[str] = []
+    for need, pattern in _ACCESS:
+        match = pattern.search(text)
+        if match:
+            needs.append(need)
+            _add(evidence, "access_needs", f"access.{need}", match.group(0))
+    return tuple(needs)
+
+
+def _refer_reasons(text: str, evidence: list[Evidence]) -> list[str]:
+    reasons: list[str] = []
+    unrelated = _UNRELATED.search(_UNRELATED_EXCEPT.sub(" ", text))
+    if unrelated:
+        _add(evidence, "refer", "refer.unrelated", unrelated.group(0))
+        reasons.append(f"The message also asks about an unrelated matter ({unrelated.group(0)}).")
+    language = _foreign_language(text)
+    if language:
+        _add(evidence, "refer", "refer.language", language)
+        reasons.append("The message is not in English.")
+    return reasons
+
+
+def _foreign_language(text: str) -> str | None:
+    letters = [c for c in text if c.isalpha()]
+    if letters and sum(ord(c) > 0x24F for c in letters) > 0.3 * len(letters):
+        return "non-Latin script"
+    words = re.findall(r"[^\W\d_]+", text.lower())
+    foreign = [w for w in words if w in _FOREIGN]
+    english = sum(w in _ENGLISH for w in words)
+    if len(foreign) >= 3 and len(foreign) > english:
+        return " ".join(foreign[:5])
+    return None
+
+
+def _add(evidence: list[Evidence], field: str, rule: str, phrase: str) -> None:
+    evidence.append(Evidence(field, rule, phrase.strip()[:120]))
+
+
+def _named(evidence: list[Evidence], rule: str, name: str) -> str:
+    _add(evidence, "name", rule, name)
+    return name.strip()
+
+
+def _slug(phrase: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "_", phrase.lower()).strip("_")
