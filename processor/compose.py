@@ -265,7 +265,7 @@ def build_context(
             "contact": contact,
             "contact_is_address": "@" in contact and " " not in contact.strip(),
         },
-        "name": one_line(resident_name, MAX_NAME) or None if resident_name else None,
+        "name": one_line(resident_name or "", MAX_NAME) or None,
         "meeting": _meeting_view(meeting, committee.timezone) if meeting else None,
         "mode": mode,
         "party_size": party_size if mode == "in_person" else None,

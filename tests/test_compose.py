@@ -414,3 +414,10 @@ def test_it_survives_a_round_trip_through_bytes() -> None:
 )
 def test_it_writes_dates_as_a_clerk_would(start: datetime, end: datetime, expected: str) -> None:
     assert format_when(start, end, LONDON) == expected
+
+
+@pytest.mark.parametrize(
+    ("name", "greeting"), [("  \t ", "Hello,"), ("Jo\r\nBloggs", "Dear Jo Bloggs,")]
+)
+def test_it_greets_on_one_line(name: str, greeting: str) -> None:
+    assert _text(_compose(name=name)).splitlines()[0] == greeting

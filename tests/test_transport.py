@@ -88,6 +88,7 @@ def test_it_logs_in_with_a_password(make_smtpd: MakeSmtpd, monkeypatch: pytest.M
         connection.send(_message(2))
 
     assert [m.login for m in server.messages] == [SMTP_USER, SMTP_USER]
+    assert len({m.peer for m in server.messages}) == 1
 
 
 def test_it_reports_a_refused_login_as_permanent(
