@@ -132,8 +132,9 @@ def dispatch_replies(svc: Services, report: CycleReport) -> None:
                 faults.point("after_send")
                 svc.store.finish([item.id])
                 report.replies_sent += 1
-    except TransientError as exc:
-        # The connection itself failed: every due row stays pending for a later cycle.
+    except (TransientError, PermanentError) as exc:
+        # The connection itself failed (server down, login refused): no row is at fault,
+        # so every due row stays pending for a later cycle and the error is reported.
         report.errors.append(f"transport: {exc}")
         log.warning("reply transport unavailable: %s", exc)
 

@@ -1,0 +1,186 @@
+"""End to end: requests APPENDed to a real Dovecot, the real CLI, replies at a real aiosmtpd."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from email.message import EmailMessage
+from email.utils import format_datetime
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.plugins.dovecot import Dovecot
+from tests.plugins.smtpd import SmtpServer
+
+NOW = "2026-12-01T09:00:00+00:00"
+COMMITTEE = "committee@council.example.gov.uk"
+
+MEETINGS = """
+[[meetings]]
+id = "cdc-2026-12-10"
+title = "Crime and Disorder Committee"
+start = 2026-12-10T18:30:00
+end = 2026-12-10T20:30:00
+venue = "Council Chamber, Town Hall"
+in_person_capacity = 10
+online_capacity = 100
+registration_closes = 2026-12-09T12:00:00
+"""
+
+
+def write_config(tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, extra: str = "") -> Path:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f"""
+[mailbox]
+kind = "imap"
+host = "{dovecot.host}"
+port = {dovecot.port}
+security = "none"
+username = "{dovecot.username}"
+password_env = "TEST_IMAP_PASSWORD"
+timeout = 10.0
+{extra}
+
+[smtp]
+kind = "smtp"
+host = "{smtpd.host}"
+port = {smtpd.port}
+security = "none"
+timeout = 10.0
+
+[committee]
+name = "Crime and Disorder Committee"
+address = "{COMMITTEE}"
+contact = "democratic.services@council.example.gov.uk"
+
+[storage]
+path = "{tmp_path / 'store.sqlite3'}"
+{MEETINGS}
+"""
+    )
+    return config
+
+
+def request(n: int, sender: str, subject: str, body: str, **headers: str) -> bytes:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = COMMITTEE
+    message["Subject"] = subject
+    message["Date"] = format_datetime(datetime(2026, 11, 30, 10, n, tzinfo=UTC))
+    message["Message-ID"] = f"<e2e-{n}@residents.example>"
+    for name, value in headers.items():
+        message[name.replace("_", "-")] = value
+    message.set_content(body)
+    return message.as_bytes()
+
+
+def run_cli(config: Path, *args: str, faults: str = "") -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TEST_IMAP_PASSWORD": "secret", "PROCESSOR_FAULTS": faults}
+    return subprocess.run(
+        [sys.executable, "-m", "processor", "--config", str(config), *args],
+        capture_output=True, text=True, timeout=120, env=env,
+    )
+
+
+def staff_log(config: Path) -> dict[str, dict[str, Any]]:
+    result = run_cli(config, "log", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    return {row["message_id"]: row for row in json.loads(result.stdout)}
+
+
+def test_it_answers_each_request_once_and_files_the_mail(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    dovecot.append("INBOX", request(1, "Jane Smith <Jane.Smith@residents.example>",
+                                    "Attending", "I'd like to attend on 10 December online "
+                                    "please.\n\nJane Smith"))
+    dovecot.append("INBOX", request(2, "Bob Jones <bob@residents.example>", "Thursday",
+                                    "Can I come in person with my neighbour on 10 December?\n\nBob",
+                                    Reply_To="Bob at home <bob.home@residents.example>"))
+    dovecot.append("INBOX", request(3, "Out of office <ooo@residents.example>", "Auto: Attending",
+                                    "I am away.", Auto_Submitted="auto-replied"))
+    dovecot.append("INBOX", request(4, "Linda <linda@residents.example>", "Bins",
+                                    "When is my bin collection? My council tax bill is wrong."))
+    config = write_config(tmp_path, dovecot, smtpd)
+
+    first = run_cli(config, "run", "--once", "--now", NOW)
+    assert first.returncode == 0, first.stderr
+
+    log = staff_log(config)
+    assert log["<e2e-1@residents.example>"]["outcome"] == "confirmed"
+    assert log["<e2e-1@residents.example>"]["mode"] == "online"
+    assert log["<e2e-1@residents.example>"]["sender"] == "jane.smith@residents.example"
+    assert log["<e2e-2@residents.example>"]["outcome"] == "confirmed"
+    assert log["<e2e-2@residents.example>"]["party_size"] == 2
+    assert log["<e2e-3@residents.example>"]["outcome"] == "ignored"
+    assert log["<e2e-3@residents.example>"]["reply_sent"] is False
+    assert log["<e2e-4@residents.example>"]["outcome"] == "referred"
+    for row in log.values():
+        assert row["reason"]
+
+    replies = {m.message["In-Reply-To"]: m for m in smtpd.messages}
+    assert set(replies) == {"<e2e-1@residents.example>", "<e2e-2@residents.example>",
+                            "<e2e-4@residents.example>"}
+    jane = replies["<e2e-1@residents.example>"].message
+    assert jane["To"].addresses[0].addr_spec.lower() == "jane.smith@residents.example"
+    assert jane["Subject"] == "Re: Attending"
+    assert jane["References"] == "<e2e-1@residents.example>"
+    assert jane["Auto-Submitted"] == "auto-replied"
+    assert jane["Message-ID"].endswith("@council.example.gov.uk>")
+    bob = replies["<e2e-2@residents.example>"]
+    assert bob.rcpt_tos == ("bob.home@residents.example",)  # Reply-To honoured
+    assert any(part.get_content_type() == "text/calendar" for part in bob.message.walk())
+
+    assert dovecot.uids("INBOX") == []
+    assert len(dovecot.uids("Processed")) == 3
+    assert len(dovecot.uids("Review")) == 1
+
+    # The same mailbox again (a message put back): no second reply, no second row.
+    dovecot.append("INBOX", request(1, "Jane Smith <jane.smith@residents.example>",
+                                    "Attending", "I'd like to attend on 10 December online "
+                                    "please.\n\nJane Smith"))
+    second = run_cli(config, "run", "--once", "--now", NOW)
+    assert second.returncode == 0, second.stderr
+    assert len(smtpd.messages) == 3
+    assert len(staff_log(config)) == 4
+    assert dovecot.uids("INBOX") == []
+
+
+def test_it_gives_bad_input_an_outcome_and_goes_on(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    no_id = request(1, "Ann <ann@residents.example>", "Attending",
+                    "I'd like to attend online on 10 December.\n\nAnn")
+    no_id = b"\n".join(line for line in no_id.split(b"\n") if not line.startswith(b"Message-ID"))
+    dovecot.append("INBOX", no_id)
+    huge = request(2, "Big <big@residents.example>", "Photos", "x" * 60_000)
+    dovecot.append("INBOX", huge)
+    dovecot.append("INBOX", request(3, "Poison <poison@residents.example>", "Attending",
+                                    "Online please, 10 December."))
+    dovecot.append("INBOX", request(4, "After <after@residents.example>", "Attending",
+                                    "I'd like to join online on 10 December.\n\nAfter"))
+    config = write_config(tmp_path, dovecot, smtpd, extra="max_message_bytes = 20000")
+
+    result = run_cli(config, "run", "--once", "--now", NOW, faults="understand=raise:e2e-3")
+    assert result.returncode == 0, result.stderr
+
+    rows = list(staff_log(config).values())
+    by_sender = {row["sender"]: row for row in rows}
+    assert by_sender["ann@residents.example"]["outcome"] == "confirmed"
+    assert by_sender["ann@residents.example"]["message_id"].endswith(
+        "@missing-message-id.invalid>")
+    assert by_sender["big@residents.example"]["outcome"] == "referred"
+    assert "limit" in by_sender["big@residents.example"]["reason"]
+    assert by_sender["poison@residents.example"]["outcome"] == "referred"
+    assert "fault injected" in by_sender["poison@residents.example"]["reason"]
+    assert by_sender["after@residents.example"]["outcome"] == "confirmed"
+    assert dovecot.uids("INBOX") == []
+    assert len(dovecot.uids("Review")) == 2
+    assert {m.rcpt_tos for m in smtpd.messages} == {("ann@residents.example",),
+                                                    ("after@residents.example",)}
