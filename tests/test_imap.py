@@ -196,6 +196,40 @@ def test_it_moves_with_copy_and_expunge_when_the_server_lacks_move(
     box.close()
 
 
+def test_it_moves_with_plain_expunge_when_the_server_lacks_uidplus(
+    make_dovecot: MakeDovecot, tmp_path: Path
+) -> None:
+    server = make_dovecot(imap_capability=CAPABILITIES.replace(" UIDPLUS", ""))
+    for n in range(2):
+        server.append("INBOX", message(n))
+    box = ImapMailbox(make_config(server, tmp_path))
+
+    box.move(box.list_messages(), "review")
+
+    assert server.uids("INBOX") == []
+    assert len(server.uids("Review")) == 2
+    box.close()
+
+
+def test_it_moves_into_a_folder_that_already_exists(dovecot: Dovecot, mailbox: ImapMailbox) -> None:
+    dovecot.append("Processed", message(0))
+    dovecot.append("INBOX", message(1))
+
+    mailbox.move(mailbox.list_messages(), "processed")
+
+    assert len(dovecot.uids("Processed")) == 2
+
+
+def test_it_does_not_list_a_message_flagged_deleted_but_not_expunged(
+    dovecot: Dovecot, mailbox: ImapMailbox
+) -> None:
+    # What a crash between COPY and EXPUNGE in the no-MOVE fallback leaves behind.
+    dovecot.append("INBOX", message(1), flags=(b"\\Deleted",))
+    kept = dovecot.append("INBOX", message(2))
+
+    assert [ref.key for ref in mailbox.list_messages()] == [str(kept)]
+
+
 def test_it_appends_a_seen_copy_to_sent_and_finds_it(
     dovecot: Dovecot, mailbox: ImapMailbox
 ) -> None:

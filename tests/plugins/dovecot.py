@@ -9,7 +9,6 @@ import pwd
 import shutil
 import signal
 import socket
-import ssl
 import subprocess
 import tempfile
 import time
@@ -141,21 +140,19 @@ class Dovecot:
         if self._process is not None:
             return
         assert DOVECOT is not None
-        self._process = subprocess.Popen(
-            [DOVECOT, "-F", "-c", str(self.conf)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-            start_new_session=True,  # its own process group, whose id is the master's pid
-        )
+        # Start-up errors go to stderr (a file: a pipe nobody reads could fill up).
+        with (self.dir / "stderr.log").open("ab") as stderr:
+            self._process = subprocess.Popen(
+                [DOVECOT, "-F", "-c", str(self.conf)],
+                stdout=subprocess.DEVNULL,
+                stderr=stderr,
+                start_new_session=True,  # its own process group, whose id is the master's pid
+            )
         deadline = time.monotonic() + START_TIMEOUT
         while not _greets(self.port):
             if self._process.poll() is not None:
-                err = (
-                    self._process.stderr.read().decode(errors="replace")
-                    if self._process.stderr
-                    else ""
-                )
                 self._process = None
+                err = (self.dir / "stderr.log").read_text(errors="replace")
                 raise RuntimeError(f"dovecot exited at start: {err}\n{self.log()}")
             if time.monotonic() > deadline:
                 self.stop()
@@ -178,8 +175,6 @@ class Dovecot:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=START_TIMEOUT)
-        if process.stderr:
-            process.stderr.close()
         # The listener is gone once the master is; wait so a restart can bind again.
         deadline = time.monotonic() + START_TIMEOUT
         while _accepts(self.port) and time.monotonic() < deadline:
@@ -318,8 +313,3 @@ def make_dovecot() -> Iterator[MakeDovecot]:
 def dovecot(make_dovecot: MakeDovecot) -> Dovecot:
     """A fresh Dovecot with an empty mailbox for committee@example.org / secret."""
     return make_dovecot()
-
-
-def tls_context(server: Dovecot) -> ssl.SSLContext:
-    """A client context trusting the test CA of a TLS Dovecot."""
-    return ssl.create_default_context(cafile=str(server.ca_file))
