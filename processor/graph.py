@@ -211,7 +211,7 @@ class EventRequests:
         self.organiser = organiser
         self.committee_name = committee_name
         self.contact = contact
-        self.events_path = f"/users/{quote(organiser)}/events"
+        self.events_path = f"/users/{quote(organiser, safe='@')}/events"
 
     def details(self, meeting: Meeting) -> dict[str, Any]:
         """The fields config decides: sent on create, compared and PATCHed on change."""
@@ -367,7 +367,7 @@ class GraphCalendar:
 
     def allowed_providers(self) -> list[str]:
         """The organiser calendar's allowedOnlineMeetingProviders (for `check`)."""
-        path = f"/users/{quote(self._requests.organiser)}/calendar"
+        path = f"/users/{quote(self._requests.organiser, safe='@')}/calendar"
         body = self._client.request(
             "GET", path, params={"$select": "allowedOnlineMeetingProviders"}
         ).json()

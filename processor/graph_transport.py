@@ -23,7 +23,7 @@ class GraphConnection:
 
     def __init__(self, client: GraphClient, sender: str) -> None:
         self._client = client
-        self._user = quote(sender)
+        self._user = quote(sender, safe="@")
 
     def send(self, message: EmailMessage) -> None:
         # The JSON form would rebuild the message and drop In-Reply-To, References and
@@ -57,7 +57,7 @@ class GraphTransport:
         literal = internet_message_id.replace("'", "''")  # OData string literal quoting
         response = self._client.request(
             "GET",
-            f"/users/{quote(self._sender)}/mailFolders/sentitems/messages",
+            f"/users/{quote(self._sender, safe='@')}/mailFolders/sentitems/messages",
             params={"$filter": f"internetMessageId eq '{literal}'", "$select": "id"},
         )
         return bool(response.json().get("value"))
