@@ -1,0 +1,133 @@
+"""Reading raw bytes into an InboundEmail: decoding, quotes, defects, never raising."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+
+from processor.reading import read_message
+
+
+def test_it_synthesises_a_message_id_from_the_content_hash() -> None:
+    raw = b"From: a@example.com\nSubject: hi\n\nbody\n"
+    email = read_message(raw)
+    digest = hashlib.sha256(raw).hexdigest()
+    assert email.message_id == f"<{digest}@missing-message-id.invalid>"
+    assert email.sha256 == digest
+    assert email.size == len(raw)
+    assert any("Message-ID" in d for d in email.defects)
+
+
+def test_it_lower_cases_the_sender_and_honours_a_valid_reply_to() -> None:
+    raw = b"From: Jo Bloggs <Jo.Bloggs@Example.COM>\nReply-To: Jo <JO@home.example>\n\nhi\n"
+    email = read_message(raw)
+    assert email.sender == "jo.bloggs@example.com"
+    assert email.display_name == "Jo Bloggs"
+    assert email.reply_to == "jo@home.example"
+
+
+def test_it_falls_back_to_the_sender_when_reply_to_is_invalid() -> None:
+    email = read_message(b"From: jo@example.com\nReply-To: not an address\n\nhi\n")
+    assert email.reply_to == "jo@example.com"
+
+
+def test_it_decodes_encoded_words_and_collapses_injected_line_breaks() -> None:
+    raw = (
+        b"From: =?utf-8?q?Zo=C3=AB_Ng?= <z@example.com>\n"
+        b"Subject: =?utf-8?q?a=0D=0ABcc:_x@y.z?=\n\nb\n"
+    )
+    email = read_message(raw)
+    assert email.display_name == "Zoë Ng"
+    assert "\n" not in email.subject and "\r" not in email.subject
+    assert email.subject == "a Bcc: x@y.z"
+
+
+def test_it_prefers_text_plain_over_html() -> None:
+    raw = (
+        b'From: a@example.com\nContent-Type: multipart/alternative; boundary="b"\n\n'
+        b"--b\nContent-Type: text/plain\n\nplain words\n"
+        b"--b\nContent-Type: text/html\n\n<p>html words</p>\n--b--\n"
+    )
+    assert read_message(raw).text == "plain words"
+
+
+def test_it_renders_html_only_mail_without_scripts_or_styles() -> None:
+    raw = (
+        b"From: a@example.com\nContent-Type: text/html\n\n<html><head><style>p{x:y}</style>"
+        b"<script>alert('online')</script></head><body><p>In person please</p></body></html>\n"
+    )
+    email = read_message(raw)
+    assert email.text == "In person please"
+
+
+def test_it_reads_an_unknown_charset_as_utf8() -> None:
+    raw = b"From: a@example.com\nContent-Type: text/plain; charset=x-bogus\n\ncaf\xc3\xa9\n"
+    email = read_message(raw)
+    assert email.text == "café"
+    assert any("x-bogus" in d for d in email.defects)
+
+
+def test_it_falls_back_to_latin1_when_utf8_is_mostly_wrong() -> None:
+    body = "Müller à côté é è ê ë ï".encode("latin-1")
+    raw = b"From: a@example.com\nContent-Type: text/plain; charset=utf-8\n\n" + body
+    assert read_message(raw).text == "Müller à côté é è ê ë ï"
+
+
+def test_it_decodes_base64_bodies() -> None:
+    body = base64.b64encode(b"Online please, 3 December")
+    raw = b"From: a@example.com\nContent-Transfer-Encoding: base64\n\n" + body + b"\n"
+    assert read_message(raw).text == "Online please, 3 December"
+
+
+def test_it_skips_attachment_bodies() -> None:
+    raw = (
+        b'From: a@example.com\nContent-Type: multipart/mixed; boundary="b"\n\n'
+        b"--b\nContent-Type: text/plain\nContent-Disposition: attachment; filename=x.txt\n\n"
+        b"attached words\n--b\nContent-Type: text/plain\n\nbody words\n--b--\n"
+    )
+    assert read_message(raw).text == "body words"
+
+
+def test_it_strips_quoted_replies_and_keeps_the_signature_apart() -> None:
+    raw = (
+        b"From: a@example.com\n\nOnline please\n\nThanks,\nJane Smith\n\n"
+        b"On Wed, 25 Nov 2026 at 10:00, Committee <c@example.com> wrote:\n> in person?\n"
+    )
+    email = read_message(raw)
+    assert email.new_text == "Online please"
+    assert email.signature == "Thanks,\nJane Smith"
+    assert "in person?" in email.text
+
+
+def test_it_keeps_only_the_text_above_a_forwarded_message() -> None:
+    for marker in (
+        "---------- Forwarded message ---------",
+        "Begin forwarded message:",
+        "-----Original Message-----",
+    ):
+        raw = f"From: a@example.com\n\nSee below.\n\n{marker}\nFrom: b@x.org\n\nIn person\n"
+        assert read_message(raw.encode()).new_text == "See below.", marker
+
+
+def test_it_cuts_an_outlook_from_sent_header_block() -> None:
+    raw = (
+        b"From: a@example.com\n\nYes, online.\n\n"
+        b"From: Committee\nSent: 20 November 2026\nTo: me\n\nold\n"
+    )
+    assert read_message(raw).new_text == "Yes, online."
+
+
+def test_it_never_raises_on_garbage() -> None:
+    for raw in (
+        b"",
+        b"\x00\xff\xfe",
+        b"From: <<<@@@>>>\n\n",
+        b"Content-Type: multipart/mixed\n\n--",
+    ):
+        email = read_message(raw)
+        assert email.message_id.endswith("@missing-message-id.invalid>")
+
+
+def test_it_parses_the_date_header_as_aware_or_none() -> None:
+    assert read_message(b"Date: Thu, 26 Nov 2026 09:00:00 +0000\n\nx").date is not None
+    assert read_message(b"Date: yesterday-ish\n\nx").date is None
