@@ -89,8 +89,6 @@ def _robot_sender(email: InboundEmail, own: str, own_domain: str) -> Classificat
     local = email.sender.rpartition("@")[0]
     if local and _ROBOT_LOCAL_PARTS.match(local):
         return _auto("robot_sender", f"The sender {email.sender} is an automated address.")
-    if not email.sender:
-        return _auto("no_sender", "The message has no readable sender to reply to.")
     return None
 
 

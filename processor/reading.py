@@ -32,6 +32,7 @@ _FORWARD_RE = re.compile(
 _OUTLOOK_HEADER_RE = re.compile(
     r"^\s*\*?From:\*?[^\n]*\n(?:[^\n]*\n){0,2}?\s*\*?(?:Sent|Date):\*?", re.MULTILINE
 )
+_PARSED_HEADERS = frozenset({"from", "reply-to", "subject"})
 _HTML_CONFIG = ParserConfig(display_links=False, display_images=False)
 _REPLY_PARSER = EmailReplyParser(languages=["en"])
 _ON_WROTE_RE = re.compile(r"^\s*On\b[^\n]{0,200}(?:\n[^\n]{0,200})?\bwrote:\s*$", re.MULTILINE)
@@ -119,13 +120,16 @@ def _raw_items(message: Message) -> list[tuple[str, Any]]:
 
 def _header(message: Message, name: str, value: Any) -> str:
     """Decode a header (RFC 2047) and collapse CR/LF so it cannot inject new headers."""
-    try:
-        decoded = str(email.policy.default.header_factory(name, value))
-    except Exception:  # fall back to the raw text
+    decoded = ""
+    if str(name).lower() in _PARSED_HEADERS:
+        # The full parser re-quotes a decoded display name holding a comma, so
+        # getaddresses() still sees one address; it is slow, so only where it matters.
+        decoded = _safe(lambda: str(email.policy.default.header_factory(name, value)), "")
+    if not decoded and "=?" in str(value):
         decoded = _safe(
-            lambda: str(email.header.make_header(email.header.decode_header(value))), ""
+            lambda: str(email.header.make_header(email.header.decode_header(str(value)))), ""
         )
-        decoded = decoded or str(value)
+    decoded = decoded or str(value)
     return " ".join(decoded.replace("\x00", " ").split())
 
 

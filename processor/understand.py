@@ -17,6 +17,7 @@ _MONTHS = (
     r"(?:january|february|march|april|may|june|july|august|september|october|november|"
     r"december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)"
 )
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _DAYS = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
 _ORD = r"(\d{1,2})(?:st|nd|rd|th)?"
 
@@ -51,9 +52,11 @@ _ATTEND = re.compile(
 _BOOK = re.compile(r"\b(?:book|register|reserve|sign me up|put me down)\b", _F)
 
 _ONLINE = re.compile(
-    r"\b(?:online|on-line|on line|teams|ms teams|microsoft teams|virtual(?:ly)?|remote(?:ly)?|"
-    r"live ?stream(?:ed|ing)?|stream(?:ed|ing)?|video link|the link|a link|join link|"
-    r"from home|via video|zoom|webcast|dial in)\b",
+    r"\b(?:online|on-line|on line|(?:ms |microsoft )?teams (?:link|meeting|invite|invitation|call)|"
+    r"(?:on|via|through|using|over) (?:ms |microsoft )?teams|ms teams|microsoft teams|"
+    r"virtual(?:ly)?|remote(?:ly)?|live ?stream(?:ed|ing)?|stream(?:ed|ing)?|video link|"
+    r"the link|send (?:me |us )?(?:a |the )?link|a link to (?:join|watch|the meeting)|"
+    r"join(?:ing)? link|meeting link|from home|via video|zoom|webcast|dial in)\b",
     _F,
 )
 _IN_PERSON = re.compile(
@@ -72,6 +75,10 @@ _MODE_AFTER = re.compile(
     r"\s*(?:it\s+|there\s+|the meeting\s+)?(?:in person|in-person|physically|online|"
     r"in the chamber|face to face)",
     _F,
+)
+# "if the meeting is cancelled" is about the meeting, not the resident's place.
+_MEETING_ITSELF = re.compile(
+    r"\b(?:meeting|it)\s+(?:is|be|was|has been|gets?|won't be|will be|isn't|is not)\s*$", _F
 )
 _INSTEAD = re.compile(r"\binstead\b|\bto\s+(?:\w+\s+){0,1}$", _F)
 
@@ -307,8 +314,10 @@ def _intent(text: str, evidence: list[Evidence]) -> tuple[Intent, str | None]:
 def _cancel(text: str) -> re.Match[str] | None:
     """A cancel phrase, unless it only rules out a mode ("can't attend in person, so online")."""
     for match in _CANCEL.finditer(text):
-        if not _MODE_AFTER.match(text, match.end()):
-            return match
+        before = text[max(0, match.start() - 30) : match.start()]
+        if _MODE_AFTER.match(text, match.end()) or _MEETING_ITSELF.search(before):
+            continue
+        return match
     return None
 
 
@@ -464,7 +473,7 @@ def _absolute(phrase: str, base: datetime) -> _DateHit | None:
 
 def _relative(phrase: str, base: datetime) -> _DateHit | None:
     lowered = phrase.lower()
-    query = re.sub(r"^coming\s+", "", lowered)
+    query = re.sub(r"^coming\s+|'s$", "", lowered)
     query = "today" if query in ("tonight", "this evening") else query
     settings = {
         "PREFER_DATES_FROM": "future",
@@ -475,6 +484,9 @@ def _relative(phrase: str, base: datetime) -> _DateHit | None:
     if parsed is None:
         return None
     days = [parsed.date()]
+    if query in _WEEKDAYS and _WEEKDAYS.index(query) == base.weekday():
+        # On a Thursday, "Thursday's meeting" most likely means tonight's.
+        days.insert(0, base.date())
     if lowered.startswith("next "):
         # In British use "next Thursday" can mean the Thursday after this coming one.
         days.append(parsed.date() + timedelta(days=7))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
@@ -259,3 +260,9 @@ def test_it_never_confirms_a_mode_or_meeting_that_was_not_asked_for() -> None:
     for request in (attend(None), attend("online", meeting=None), Request("attend")):
         decision = _decide(request, meetings=(A, B))
         assert decision.outcome != "confirmed"
+
+
+def test_it_refers_mail_with_no_address_to_reply_to_without_replying() -> None:
+    anonymous = replace(EMAIL, sender="", reply_to="")
+    decision = decide(anonymous, HUMAN, attend("online"), Situation(NOW, (A,), (), {}))
+    assert (decision.outcome, decision.reply_kind) == ("referred", None)

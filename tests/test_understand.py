@@ -97,6 +97,7 @@ def test_it_has_at_least_sixty_labelled_messages() -> None:
         ("Could I switch to online instead?", "change"),
         ("What time does the library open?", "other"),
         ("I can't attend in person, so online please", "attend"),
+        ("I hope the meeting won't be cancelled; I'd like to attend", "attend"),
     ],
 )
 def test_it_reads_the_intent(body: str, intent: str) -> None:
@@ -115,6 +116,10 @@ def test_it_reads_the_intent(body: str, intent: str) -> None:
         ("I'd like to attend the meeting in person", "in_person"),
         ("Not in person, online please", "online"),
         ("I'd like to attend", None),
+        ("I'd like to hear about the neighbourhood policing teams", None),
+        ("Is there a link between knife crime and the schools?", None),
+        ("Can you send me the link?", "online"),
+        ("I'll join on Microsoft Teams", "online"),
         ("in person or online, either is fine", None),
     ],
 )
@@ -243,3 +248,10 @@ def test_it_resolves_weekdays_against_the_date_header_in_the_committee_tz() -> N
     # 23:30 in California on Monday is Tuesday morning in London: Thursday is still 3 Dec.
     email = read_message(raw)
     assert understand(email, MEETINGS, TZ, NOW).meeting_id == "cdc-2026-12-03"
+
+
+def test_it_reads_a_bare_weekday_on_that_day_as_today() -> None:
+    meeting_day = datetime(2026, 12, 3, 9, 0, tzinfo=TZ)
+    raw = b"From: a@example.com\n\nCan I watch Thursday's meeting online?\n"
+    request = understand(read_message(raw), MEETINGS, TZ, meeting_day)
+    assert request.meeting_id == "cdc-2026-12-03"
