@@ -169,6 +169,7 @@ class Registration:
     party_size: int  # people in person (resident included); 1 online
     status: RegistrationStatus
     access_needs: tuple[str, ...] = ()
+    message_id: str = ""  # the request that made or last changed it (replies thread to it)
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,13 @@ from processor.models import (
     Situation,
     request_from_json,
 )
-from processor.plan import build_reply, calendar_items, decision_record, reply_item
+from processor.plan import (
+    build_reply,
+    calendar_items,
+    decision_record,
+    promotion_effects,
+    reply_item,
+)
 from processor.ports import Calendar, Mailbox, MessageRef, Transport
 from processor.reading import read_message
 from processor.store import NewOutboxItem, Store
@@ -171,7 +177,13 @@ def decide_and_enqueue(svc: Services, message_id: str) -> None:
         faults.point("understand", message_id)
         classification, request, decision = understand_and_decide(svc, email)
         outbox = plan_effects(svc, email, request, decision)
-        svc.store.commit_decision(decision_record(email, request, decision, outbox))
+        promoted, promotion_items = promotion_effects(
+            svc.config, svc.store, email, request, decision, svc.clock(),
+            with_calendar=svc.calendar is not None,
+        )
+        svc.store.commit_decision(
+            decision_record(email, request, decision, outbox + promotion_items, promotions=promoted)
+        )
     except Exception as exc:  # one message must never stop the ones behind it
         log.exception("could not handle %s", message_id)
         detail = "".join(traceback.format_exception_only(exc)).strip()

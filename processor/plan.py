@@ -7,10 +7,11 @@ the registration and the outbox rows commit together (see `Store.commit_decision
 from __future__ import annotations
 
 import json
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from datetime import datetime
 from email.message import EmailMessage
 
+from processor import waitlist
 from processor.compose import compose_reply, reply_message_id
 from processor.config import Config
 from processor.models import (
@@ -21,7 +22,8 @@ from processor.models import (
     Request,
     request_to_json,
 )
-from processor.store import DecisionRecord, NewOutboxItem
+from processor.reading import read_message
+from processor.store import DecisionRecord, NewOutboxItem, Store
 
 _STATUS: dict[str, RegistrationStatus] = {
     "confirmed": "confirmed",
@@ -47,6 +49,7 @@ def registration_change(
         mode = decision.mode
     return Registration(
         meeting_id=decision.meeting_id,
+        message_id=email.message_id,
         sender=email.sender,
         name=request.name if request else None,
         mode=mode,
@@ -86,6 +89,7 @@ def build_reply(
     decision: Decision,
     now: datetime,
     join_url: str | None,
+    resident_name: str | None = None,
 ) -> EmailMessage | None:
     if decision.reply_kind is None or not email.reply_to:
         return None
@@ -103,7 +107,7 @@ def build_reply(
         ),
         now=now,
         join_url=join_url,
-        resident_name=request.name if request else None,
+        resident_name=request.name if request else resident_name,
     )
 
 
@@ -123,6 +127,7 @@ def decision_record(
     decision: Decision,
     outbox: list[NewOutboxItem],
     error: str | None = None,
+    promotions: tuple[Registration, ...] = (),
 ) -> DecisionRecord:
     evidence = [asdict(e) for e in request.evidence] if request else []
     return DecisionRecord(
@@ -142,4 +147,50 @@ def decision_record(
         registration=registration_change(email, request, decision),
         outbox=tuple(outbox),
         error=error,
+        promotions=promotions,
     )
+
+
+def promotion_effects(
+    config: Config,
+    store: Store,
+    email: InboundEmail,
+    request: Request | None,
+    decision: Decision,
+    now: datetime,
+    with_calendar: bool,
+) -> tuple[tuple[Registration, ...], list[NewOutboxItem]]:
+    """Who a cancellation or change lets off the waiting list, and their replies."""
+    meeting = config.meeting(decision.meeting_id)
+    if meeting is None or decision.outcome not in ("cancelled", "changed"):
+        return (), []
+    after = waitlist.apply(
+        store.registrations(meeting.id), registration_change(email, request, decision)
+    )
+    promoted = tuple(waitlist.promotions(meeting, after))
+    items: list[NewOutboxItem] = []
+    for registration in promoted:
+        stored = store.message(registration.message_id)
+        if stored is None or stored.raw is None:
+            continue  # purged: the place is theirs, staff see it in the audit trail
+        original = read_message(stored.raw)
+        promoted_decision = Decision(
+            outcome="confirmed",
+            reason="A place came free and was given to the next on the waiting list.",
+            rule="waitlist.promoted",
+            meeting_id=meeting.id,
+            mode=registration.mode,
+            party_size=registration.party_size,
+            reply_kind="promoted",
+            calendar_add=registration.mode == "online",
+        )
+        event = store.event(meeting.id)
+        reply = build_reply(config, original, None, promoted_decision, now,
+                            event[0].join_url if event else None, registration.name)
+        if reply is not None:
+            items.append(replace(reply_item(reply, original.reply_to),
+                                 message_id=original.message_id))
+        if with_calendar:
+            items += [replace(i, message_id=original.message_id)
+                      for i in calendar_items(original, None, promoted_decision)]
+    return promoted, items

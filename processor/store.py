@@ -148,6 +148,7 @@ class NewOutboxItem:
     recipient: str
     meeting_id: str | None
     payload: bytes
+    message_id: str | None = None  # the message it answers, when not the one decided
 
 
 @dataclass(frozen=True)
@@ -170,6 +171,7 @@ class DecisionRecord:
     registration: Registration | None
     outbox: tuple[NewOutboxItem, ...]
     error: str | None = None
+    promotions: tuple[Registration, ...] = ()  # waiting-list places this decision frees
 
 
 @dataclass(frozen=True)
@@ -435,7 +437,7 @@ class Store:
                     (
                         item.idempotency_key,
                         item.kind,
-                        d.message_id,
+                        item.message_id or d.message_id,
                         item.recipient,
                         item.meeting_id,
                         item.payload,
@@ -444,6 +446,15 @@ class Store:
                         now,
                     ),
                 )
+            for promoted in d.promotions:
+                db.execute(
+                    "UPDATE registrations SET status = 'confirmed', updated_at = ? "
+                    "WHERE meeting_id = ? AND sender = ? AND status = 'waitlisted'",
+                    (now, promoted.meeting_id, promoted.sender),
+                )
+                self.audit(db, "promoted", promoted.message_id,
+                           f"waiting list to confirmed ({promoted.mode}, {promoted.party_size}) "
+                           f"at {promoted.meeting_id}")
             self.audit(db, "decided", d.message_id, f"{d.outcome} ({d.rule}): {d.reason}")
 
     # --- registrations ---------------------------------------------------------------
@@ -595,6 +606,7 @@ def _registration(row: sqlite3.Row) -> Registration:
         party_size=row["party_size"],
         status=row["status"],
         access_needs=tuple(json.loads(row["access_needs"])),
+        message_id=row["message_id"],
     )
 
 
