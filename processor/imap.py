@@ -46,6 +46,7 @@ class ImapMailbox:
         self._token_provider = token_provider
         self._client: IMAPClient | None = None
         self._uidvalidity = ""
+        self._listed_under = ""  # the UIDVALIDITY of the last listing: refs' validity
 
     # --- Mailbox ----------------------------------------------------------------------
 
@@ -54,7 +55,7 @@ class ImapMailbox:
         return self._uidvalidity
 
     def list_messages(self) -> list[MessageRef]:
-        client = self._connected()
+        client = self._fresh()
         with self._translated("listing messages"):
             # UNDELETED: a message flagged \Deleted by the COPY fallback of move() but
             # not yet expunged has already been filed.
@@ -69,11 +70,12 @@ class ImapMailbox:
                     for uid in chunk
                     if uid in data
                 ]
+        self._listed_under = self._uidvalidity
         return refs
 
     def fetch(self, refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, bytes]]:
         for chunk in _chunks(refs, self._config.fetch_chunk):
-            client = self._connected()
+            client = self._connected_for_refs()
             with self._translated("fetching messages"):
                 # BODY.PEEK, not BODY: reading must not mark residents' mail \Seen.
                 data = client.fetch([int(ref.key) for ref in chunk], ["BODY.PEEK[]"])
@@ -86,7 +88,7 @@ class ImapMailbox:
             del data  # so at most one chunk is held while the next is fetched
 
     def fetch_header(self, ref: MessageRef) -> bytes:
-        client = self._connected()
+        client = self._connected_for_refs()
         with self._translated("fetching a header"):
             data = client.fetch([int(ref.key)], ["BODY.PEEK[HEADER]"])
         header = data.get(int(ref.key), {}).get(b"BODY[HEADER]")
@@ -100,7 +102,7 @@ class ImapMailbox:
             if destination == "processed"
             else self._config.review_folder
         )
-        client = self._connected()
+        client = self._connected_for_refs()
         with self._translated(f"moving messages to {folder}"):
             self._ensure_folder(client, folder)
             use_move = client.has_capability("MOVE")
@@ -200,6 +202,28 @@ class ImapMailbox:
                     client.shutdown()
                 raise
         self._client = client
+        return client
+
+    def _fresh(self) -> IMAPClient:
+        """A connection known to work: servers drop idle ones between polls (Dovecot
+        after 30 minutes, RFC 3501 5.4), and a cycle should not fail for that."""
+        if self._client is not None:
+            try:
+                self._client.noop()
+            except (IMAPClientError, OSError) as exc:
+                log.info("IMAP connection went stale (%s); reconnecting", exc)
+                self._drop()
+        return self._connected()
+
+    def _connected_for_refs(self) -> IMAPClient:
+        """A connection under which listed UIDs still mean the same messages."""
+        client = self._connected()
+        if self._listed_under and self._uidvalidity != self._listed_under:
+            # RFC 3501 2.3.1.1: a new UIDVALIDITY invalidates every UID we hold.
+            raise TransientError(
+                f"IMAP folder {self._config.folder} changed UIDVALIDITY "
+                f"({self._listed_under} -> {self._uidvalidity}); list it again"
+            )
         return client
 
     def _tls_context(self) -> ssl.SSLContext:

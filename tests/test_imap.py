@@ -294,6 +294,42 @@ def test_it_reconnects_after_the_server_comes_back(dovecot: Dovecot, tmp_path: P
     box.close()
 
 
+def test_it_reconnects_when_the_server_dropped_an_idle_connection(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    box = ImapMailbox(make_config(dovecot, tmp_path))
+    assert box.list_messages() == []
+    dovecot.stop()  # the open connection dies with the server
+    dovecot.start()
+    dovecot.append("INBOX", message(1))
+
+    assert len(box.list_messages()) == 1
+    box.close()
+
+
+def test_it_refuses_listed_uids_after_uidvalidity_changed(dovecot: Dovecot, tmp_path: Path) -> None:
+    dovecot.append("INBOX", message(1))
+    box = ImapMailbox(make_config(dovecot, tmp_path))
+    refs = box.list_messages()
+    before = box.sync_token()
+    # Losing its UID list and index makes Dovecot renumber the folder under a new UIDVALIDITY.
+    dovecot.stop()
+    for state in (dovecot.dir / "mail" / dovecot.username).glob("dovecot*"):
+        state.unlink()
+    time.sleep(1.1)  # UIDVALIDITY is a timestamp in seconds
+    dovecot.start()
+    with pytest.raises(TransientError, match="connection failed"):
+        list(box.fetch(refs))  # the old connection died with the server
+
+    with pytest.raises(TransientError, match="UIDVALIDITY"):
+        list(box.fetch(refs))
+    with pytest.raises(TransientError, match="UIDVALIDITY"):
+        box.move(refs, "processed")
+    assert box.sync_token() != before
+    assert len(box.list_messages()) == 1
+    box.close()
+
+
 def test_it_times_out_on_a_silent_server(dovecot: Dovecot, tmp_path: Path) -> None:
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
