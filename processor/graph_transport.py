@@ -9,9 +9,11 @@ from email.message import EmailMessage
 from email.policy import SMTP
 from urllib.parse import quote
 
+from processor.auth import TokenProvider
+from processor.config import Config
 from processor.errors import PermanentError
 from processor.graph import GraphClient
-from processor.ports import Connection
+from processor.ports import Connection, Transport
 
 # sendMail in MIME form takes at most 4 MB of request body
 # (learn.microsoft.com/graph/api/user-sendmail, "send message in MIME format").
@@ -61,3 +63,9 @@ class GraphTransport:
             params={"$filter": f"internetMessageId eq '{literal}'", "$select": "id"},
         )
         return bool(response.json().get("value"))
+
+
+def build_graph_transport(config: Config, tokens: TokenProvider | None = None) -> Transport:
+    """smtp.kind = "graph": send as the committee address with the Graph app credentials."""
+    client = GraphClient(config.graph, tokens or TokenProvider(config.graph))
+    return GraphTransport(client, config.committee.address)

@@ -133,6 +133,44 @@ def test_it_signs_in_with_a_pem_certificate(graph_fake: GraphFake, tmp_path: Pat
     assert "client_assertion=" in graph_fake.token_requests()[0].body.decode()
 
 
+def test_it_signs_in_with_a_password_protected_pfx(
+    graph_fake: GraphFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from cryptography.hazmat.primitives.serialization import pkcs12
+
+    leaf = trustme.CA(key_type=trustme.KeyType.RSA).issue_cert(
+        "app.example", key_type=trustme.KeyType.RSA
+    )
+    key = serialization.load_pem_private_key(leaf.private_key_pem.bytes(), password=None)
+    cert = x509.load_pem_x509_certificate(leaf.cert_chain_pems[0].bytes())
+    pfx = tmp_path / "app.pfx"
+    pfx.write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"app",
+            key,  # type: ignore[arg-type]
+            cert,
+            None,
+            serialization.BestAvailableEncryption(b"pfx-password"),
+        )
+    )
+    monkeypatch.setenv("TEST_PFX_PASSWORD", "pfx-password")
+    graph_fake.clients["pfx-app"] = Client(
+        "pfx-app", certificate_pem=leaf.cert_chain_pems[0].bytes()
+    )
+    config = graph_config(
+        graph_fake,
+        tmp_path,
+        client_id="pfx-app",
+        certificate_file=pfx,
+        certificate_password=Secret(key="graph.certificate_password_env", env="TEST_PFX_PASSWORD"),
+    )
+    tokens = TokenProvider(config, http_client=graph_fake.session())
+
+    token = tokens.token(tokens.graph_scope)
+
+    assert graph_fake.tokens[token].client_id == "pfx-app"
+
+
 def test_it_rejects_a_certificate_the_app_does_not_hold(
     graph_fake: GraphFake, tmp_path: Path
 ) -> None:

@@ -207,6 +207,8 @@ def delete_event(fake: GraphFake, call: Call, user: str, event_id: str) -> Reply
         if isinstance(found, Reply):
             return found
         del fake.events[user][event_id]
+        for key in [k for k, v in fake.transactions.items() if v == event_id]:
+            del fake.transactions[key]
         return Reply(204)
 
 
