@@ -128,6 +128,7 @@ class WorkerConfig:
     poll_seconds: float
     understand_timeout: float
     max_attempts: int
+    reminder_hours: float
 
 
 @dataclass(frozen=True)
@@ -244,6 +245,7 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "poll_seconds": _k("float", 60.0, "Seconds between mailbox polls."),
         "understand_timeout": _k("float", 10.0, "Time limit for understanding a message (s)."),
         "max_attempts": _k("int", 8, "Attempts before a side effect is referred to staff."),
+        "reminder_hours": _k("float", 24.0, "Remind confirmed residents this long before; 0: off."),
     },
 }
 
@@ -477,6 +479,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
             poll_seconds=wk["poll_seconds"],
             understand_timeout=wk["understand_timeout"],
             max_attempts=max(1, wk["max_attempts"]),
+            reminder_hours=wk["reminder_hours"],
         ),
     )
 

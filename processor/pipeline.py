@@ -7,8 +7,9 @@
     5. understand what the resident asked for, completing a reply to our clarification
     6. decide     the outcome, from the request and what the store knows
     7. enqueue    the decision, registration, reply and Teams change in one transaction
-    8. dispatch   send due replies, bring Teams attendees in step (see dispatch.py)
-    9. file       move each decided message to Processed or Review
+    8. remind     queue reminders for meetings starting soon (once each, see reminders.py)
+    9. dispatch   send due replies, bring Teams attendees in step (see dispatch.py)
+   10. file       move each decided message to Processed or Review
 
 A failure in steps 3 to 7 is caught per message: the message is referred to staff with
 the reason and the messages behind it go on.
@@ -45,6 +46,7 @@ from processor.plan import (
 )
 from processor.ports import Calendar, Mailbox, MessageRef, Transport
 from processor.reading import read_message
+from processor.reminders import enqueue_reminders
 from processor.store import NewOutboxItem, Store
 from processor.understand import merge_requests, understand
 
@@ -75,6 +77,7 @@ class CycleReport:
     filed: int = 0
     replies_sent: int = 0
     calendar_changes: int = 0
+    reminders: int = 0
     errors: list[str] = field(default_factory=list)
 
 
@@ -97,6 +100,7 @@ def run_cycle(svc: Services) -> CycleReport:
             if stored is not None and stored.destination in to_file:
                 to_file[stored.destination].append((ref, message_id))
         if not svc.stop.is_set():
+            report.reminders = enqueue_reminders(svc)
             dispatch(svc, report)
         faults.point("before_move")
         file_messages(svc, to_file, report)

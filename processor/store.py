@@ -506,6 +506,19 @@ class Store:
 
     # --- outbox ----------------------------------------------------------------------
 
+    def enqueue(self, item: NewOutboxItem, message_id: str) -> bool:
+        """Add one outbox row unless its idempotency key is known; True when added."""
+        now = _iso(utcnow())
+        with self.transaction() as db:
+            cursor = db.execute(
+                "INSERT INTO outbox(idempotency_key, kind, message_id, recipient, meeting_id, "
+                "payload, next_attempt_at, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING",
+                (item.idempotency_key, item.kind, item.message_id or message_id, item.recipient,
+                 item.meeting_id, item.payload, now, now, now),
+            )
+            return cursor.rowcount == 1
+
     def due_outbox(self, now: datetime, kinds: Sequence[str]) -> list[OutboxItem]:
         """Pending rows that are due, and rows left `sending` by a crash (in doubt)."""
         marks = ",".join("?" for _ in kinds)

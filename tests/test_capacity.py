@@ -126,3 +126,21 @@ def test_it_never_books_more_seats_than_the_chamber_has(tmp_path: Path) -> None:
     seats = store.execute("SELECT COALESCE(SUM(party_size), 0) FROM registrations "
                           "WHERE status = 'confirmed' AND mode = 'in_person'").fetchone()[0]
     assert 0 < seats <= 5
+
+
+def test_it_sends_each_reminder_once_even_across_restarts(tmp_path: Path) -> None:
+    config = setup(tmp_path, capacity=5)
+    deliver(tmp_path, 1, "Ann <ann@r.example>", "I'll come in person on 10 December.\n\nAnn")
+    deliver(tmp_path, 2, "Dan <dan@r.example>", "Please send me the Teams link for 10 December.")
+    deliver(tmp_path, 3, "Eve <eve@r.example>", "I'd like to attend on 10 December.")  # no mode
+    cli(config, "run", "--once", "--now", NOW)
+    assert len(replies(tmp_path)) == 3
+    # The day before: each confirmed resident gets one reminder, however often we run.
+    for _ in range(3):
+        cli(config, "run", "--once", "--now", "2026-12-09T19:00:00+00:00")
+    sent = replies(tmp_path)
+    assert len(sent) == 5
+    reminded = sorted(m["To"].addresses[0].addr_spec for m in sent[3:])
+    assert reminded == ["ann@r.example", "dan@r.example"]
+    assert {m["In-Reply-To"] for m in sent[3:]} == {"<cap-1@residents.example>",
+                                                    "<cap-2@residents.example>"}
