@@ -309,6 +309,16 @@ class ImapMailbox:
                 f"IMAP TLS certificate of {self._config.host} not trusted while {doing} "
                 f"({exc.verify_message}): set mailbox.ca_file to its CA"
             ) from exc
+        except (ssl.SSLEOFError, ssl.SSLZeroReturnError, ssl.SSLSyscallError) as exc:
+            self._drop()
+            raise TransientError(f"IMAP TLS connection cut while {doing}: {exc}") from exc
+        except ssl.SSLError as exc:
+            # Typically TLS spoken to a plain port ("wrong version number").
+            self._drop()
+            raise PermanentError(
+                f"IMAP TLS handshake with {self._config.host}:{self._config.port} failed "
+                f"while {doing} ({exc}): check mailbox.security and mailbox.port"
+            ) from exc
         except TimeoutError as exc:
             self._drop()
             raise TransientError(f"IMAP timed out while {doing}") from exc

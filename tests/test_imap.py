@@ -373,6 +373,15 @@ def test_it_refuses_an_untrusted_certificate_naming_the_fix(
         box.list_messages()
 
 
+def test_it_refuses_tls_spoken_to_a_plain_port_naming_the_fix(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    box = ImapMailbox(make_config(dovecot, tmp_path, security="ssl"))
+
+    with pytest.raises(PermanentError, match=r"mailbox\.security and mailbox\.port"):
+        box.list_messages()
+
+
 class Introspection(BaseHTTPRequestHandler):
     """The identity endpoint Dovecot asks about a bearer token (RFC 7662 style)."""
 
