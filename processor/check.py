@@ -63,9 +63,11 @@ def check_graph_token(config: Config) -> str:
 
 
 def check_calendar(config: Config) -> str:
-    from processor.graph import GraphCalendar
+    from processor.graph import GraphCalendar, build_calendar
 
-    providers = GraphCalendar(config.graph).allowed_providers()
+    calendar = build_calendar(config)
+    assert isinstance(calendar, GraphCalendar)
+    providers = calendar.allowed_providers()
     if "teamsForBusiness" not in providers:
         raise ProcessorError(
             f"{config.graph.organiser}'s calendar allows {providers or 'no'} online meetings, "
@@ -76,22 +78,42 @@ def check_calendar(config: Config) -> str:
 
 def run_checks(config: Config) -> int:
     results = [CheckResult("config", True, f"{config.source} is valid")]
-    results.append(_try("store", lambda: check_store(config),
-                        "make storage.path's folder writable"))
-    results.append(_try("mailbox", lambda: check_mailbox(config),
-                        "check mailbox.host/port/security, the login and the password or "
-                        "app permission (IMAP.AccessAsApp + Exchange service principal)"))
-    results.append(_try("transport", lambda: check_transport(config),
-                        "check smtp.host/port/security and the login (SMTP.SendAsApp)"))
+    results.append(
+        _try("store", lambda: check_store(config), "make storage.path's folder writable")
+    )
+    results.append(
+        _try(
+            "mailbox",
+            lambda: check_mailbox(config),
+            "check mailbox.host/port/security, the login and the password or "
+            "app permission (IMAP.AccessAsApp + Exchange service principal)",
+        )
+    )
+    results.append(
+        _try(
+            "transport",
+            lambda: check_transport(config),
+            "check smtp.host/port/security and the login (SMTP.SendAsApp)",
+        )
+    )
     uses_graph = (config.graph.enabled and not config.graph.dry_run) or config.smtp.kind == "graph"
     if uses_graph or "oauth2" in (config.mailbox.auth, config.smtp.auth):
-        results.append(_try("graph token", lambda: check_graph_token(config),
-                            "check graph.tenant_id, client_id and the client secret or "
-                            "certificate of the app registration"))
+        results.append(
+            _try(
+                "graph token",
+                lambda: check_graph_token(config),
+                "check graph.tenant_id, client_id and the client secret or "
+                "certificate of the app registration",
+            )
+        )
     if config.graph.enabled and not config.graph.dry_run:
-        results.append(_try("teams calendar", lambda: check_calendar(config),
-                            "grant Calendars.ReadWrite and allow Teams meetings on the "
-                            "organiser mailbox"))
+        results.append(
+            _try(
+                "teams calendar",
+                lambda: check_calendar(config),
+                "grant Calendars.ReadWrite and allow Teams meetings on the organiser mailbox",
+            )
+        )
     for result in results:
         mark = "ok  " if result.ok else "FAIL"
         print(f"[{mark}] {result.name}: {result.detail}")

@@ -107,7 +107,10 @@ def command_run(config: Config, once: bool, now: datetime | None = None) -> int:
         svc.store.close()
     log.info(
         "cycle done: %d seen, %d decided, %d replies sent, %d Teams changes, %d filed",
-        report.seen, report.decided, report.replies_sent, report.calendar_changes,
+        report.seen,
+        report.decided,
+        report.replies_sent,
+        report.calendar_changes,
         report.filed,
     )
     for error in report.errors:

@@ -54,9 +54,11 @@ def run_demo(out: Path) -> int:
     finally:
         svc.store.close()
     print(f"Demo: {report.seen} messages read from {out / 'maildir'}")
-    print(f"  {report.decided} decided, {report.replies_sent} replies written to "
-          f"{out / 'outbox'}, {report.calendar_changes} Teams changes as dry-run JSON in "
-          f"{out / 'graph-requests'}, {report.filed} messages filed")
+    print(
+        f"  {report.decided} decided, {report.replies_sent} replies written to "
+        f"{out / 'outbox'}, {report.calendar_changes} Teams changes as dry-run JSON in "
+        f"{out / 'graph-requests'}, {report.filed} messages filed"
+    )
     print()
     print(stafflog.as_table(entries))
     print()

@@ -156,4 +156,3 @@ def parse_reply(payload: bytes) -> EmailMessage:
     message = message_from_bytes(payload, policy=policy.SMTP)
     assert isinstance(message, EmailMessage)
     return message
-

@@ -11,9 +11,7 @@ import os
 import signal
 
 _SPEC = os.environ.get("PROCESSOR_FAULTS", "")
-_FAULTS: dict[str, str] = dict(
-    item.split("=", 1) for item in _SPEC.split(",") if "=" in item
-)
+_FAULTS: dict[str, str] = dict(item.split("=", 1) for item in _SPEC.split(",") if "=" in item)
 
 
 class InjectedFault(RuntimeError):

@@ -167,22 +167,35 @@ def decide_and_enqueue(svc: Services, message_id: str) -> None:
     email = read_message(stored.raw)
     attempts = svc.store.count_attempt(message_id)
     if attempts > MAX_MESSAGE_ATTEMPTS:
-        refer(svc, email, f"Handling this message failed {attempts - 1} times; a person "
-              "should read it.", "pipeline.poison")
+        refer(
+            svc,
+            email,
+            f"Handling this message failed {attempts - 1} times; a person should read it.",
+            "pipeline.poison",
+        )
         return
     if not stored.raw_complete:
         limit_mb = svc.config.mailbox.max_message_bytes / 1_000_000
         size_mb = stored.size / 1_000_000
-        refer(svc, email, f"The message ({size_mb:.1f} MB) is larger than the {limit_mb:g} MB "
-              "limit, so it was not downloaded; a person should read it in the Review folder.",
-              "pipeline.oversized")
+        refer(
+            svc,
+            email,
+            f"The message ({size_mb:.1f} MB) is larger than the {limit_mb:g} MB "
+            "limit, so it was not downloaded; a person should read it in the Review folder.",
+            "pipeline.oversized",
+        )
         return
     try:
         faults.point("understand", message_id)
-        classification, request, decision = understand_and_decide(svc, email)
+        _, request, decision = understand_and_decide(svc, email)
         outbox = plan_effects(svc, email, request, decision)
         promoted, promotion_items = promotion_effects(
-            svc.config, svc.store, email, request, decision, svc.clock(),
+            svc.config,
+            svc.store,
+            email,
+            request,
+            decision,
+            svc.clock(),
             with_calendar=svc.calendar is not None,
         )
         svc.store.commit_decision(
@@ -191,8 +204,13 @@ def decide_and_enqueue(svc: Services, message_id: str) -> None:
     except Exception as exc:  # one message must never stop the ones behind it
         log.exception("could not handle %s", message_id)
         detail = "".join(traceback.format_exception_only(exc)).strip()
-        refer(svc, email, f"The message could not be handled automatically ({detail}).",
-              "pipeline.error", error=detail)
+        refer(
+            svc,
+            email,
+            f"The message could not be handled automatically ({detail}).",
+            "pipeline.error",
+            error=detail,
+        )
         return
     faults.point("after_decision")
 
@@ -244,13 +262,15 @@ def plan_effects(
         if sent < budget:
             items.append(reply_item(reply, email.reply_to))
         else:
-            log.warning("reply budget reached for %s; no reply to %s", email.reply_to,
-                        email.message_id)
+            log.warning(
+                "reply budget reached for %s; no reply to %s", email.reply_to, email.message_id
+            )
     return items
 
 
-def refer(svc: Services, email: InboundEmail, reason: str, rule: str, *,
-          error: str | None = None) -> None:
+def refer(
+    svc: Services, email: InboundEmail, reason: str, rule: str, *, error: str | None = None
+) -> None:
     """Record a message as referred to staff (Review folder), without a reply."""
     decision = Decision(outcome="referred", reason=reason, rule=rule)
     svc.store.commit_decision(decision_record(email, None, decision, [], error=error))

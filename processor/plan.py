@@ -59,15 +59,17 @@ def registration_change(
     )
 
 
-def calendar_items(email: InboundEmail, request: Request | None, decision: Decision) -> list[
-    NewOutboxItem
-]:
+def calendar_items(
+    email: InboundEmail, request: Request | None, decision: Decision
+) -> list[NewOutboxItem]:
     """Outbox rows that add or remove the resident from the meeting's Teams event."""
     items = []
     name = request.name if request else None
     payload = json.dumps({"address": email.sender, "name": name}).encode()
-    for wanted, kind in ((decision.calendar_add, "attendee_add"),
-                         (decision.calendar_remove, "attendee_remove")):
+    for wanted, kind in (
+        (decision.calendar_add, "attendee_add"),
+        (decision.calendar_remove, "attendee_remove"),
+    ):
         if wanted and decision.meeting_id:
             items.append(
                 NewOutboxItem(
@@ -102,9 +104,7 @@ def build_reply(
         meeting=meeting,
         open_meetings=[m for m in open_meetings if m is not None],
         committee=config.committee,
-        message_id=reply_message_id(
-            email.message_id, decision.reply_kind, config.committee.domain
-        ),
+        message_id=reply_message_id(email.message_id, decision.reply_kind, config.committee.domain),
         now=now,
         join_url=join_url,
         resident_name=request.name if request else resident_name,
@@ -121,6 +121,10 @@ def reply_item(reply: EmailMessage, recipient: str) -> NewOutboxItem:
     )
 
 
+def _intent_without_request(decision: Decision) -> str:
+    return "automated" if decision.outcome == "ignored" else "other"
+
+
 def decision_record(
     email: InboundEmail,
     request: Request | None,
@@ -132,7 +136,7 @@ def decision_record(
     evidence = [asdict(e) for e in request.evidence] if request else []
     return DecisionRecord(
         message_id=email.message_id,
-        intent=request.intent if request else "automated" if decision.outcome == "ignored" else "other",
+        intent=request.intent if request else _intent_without_request(decision),
         mode=decision.mode or (request.mode if request else None),
         meeting_id=decision.meeting_id,
         party_size=decision.party_size if decision.mode == "in_person" else None,
@@ -185,12 +189,22 @@ def promotion_effects(
             calendar_add=registration.mode == "online",
         )
         event = store.event(meeting.id)
-        reply = build_reply(config, original, None, promoted_decision, now,
-                            event[0].join_url if event else None, registration.name)
+        reply = build_reply(
+            config,
+            original,
+            None,
+            promoted_decision,
+            now,
+            event[0].join_url if event else None,
+            registration.name,
+        )
         if reply is not None:
-            items.append(replace(reply_item(reply, original.reply_to),
-                                 message_id=original.message_id))
+            items.append(
+                replace(reply_item(reply, original.reply_to), message_id=original.message_id)
+            )
         if with_calendar:
-            items += [replace(i, message_id=original.message_id)
-                      for i in calendar_items(original, None, promoted_decision)]
+            items += [
+                replace(i, message_id=original.message_id)
+                for i in calendar_items(original, None, promoted_decision)
+            ]
     return promoted, items

@@ -46,8 +46,15 @@ def enqueue_reminders(svc: Services) -> int:
                 party_size=registration.party_size,
                 reply_kind="reminder",
             )
-            reply = build_reply(svc.config, original, None, decision, now,
-                                event[0].join_url if event else None, registration.name)
+            reply = build_reply(
+                svc.config,
+                original,
+                None,
+                decision,
+                now,
+                event[0].join_url if event else None,
+                registration.name,
+            )
             if reply is not None and svc.store.enqueue(
                 reply_item(reply, original.reply_to), original.message_id
             ):

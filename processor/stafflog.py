@@ -30,13 +30,22 @@ FIELDS = (
     "access_needs",
     "error",
 )
-TABLE_FIELDS = ("received_at", "sender", "intent", "mode", "meeting_id", "party_size",
-                "outcome", "reply_sent", "reason")
+TABLE_FIELDS = (
+    "received_at",
+    "sender",
+    "intent",
+    "mode",
+    "meeting_id",
+    "party_size",
+    "outcome",
+    "reply_sent",
+    "reason",
+)
 
 
-def log_entries(store: Store, meeting: str | None = None, status: str | None = None) -> list[
-    dict[str, Any]
-]:
+def log_entries(
+    store: Store, meeting: str | None = None, status: str | None = None
+) -> list[dict[str, Any]]:
     entries = []
     for row in store.log_rows(meeting_id=meeting, outcome=status):
         entry = {name: row.get(name) for name in FIELDS}
@@ -73,8 +82,15 @@ def as_csv(entries: Sequence[dict[str, Any]]) -> str:
 
 def as_table(entries: Sequence[dict[str, Any]], width: int = 60) -> str:
     def cell(value: Any) -> str:
-        text = "-" if value is None else "yes" if value is True else "no" if value is False \
+        text = (
+            "-"
+            if value is None
+            else "yes"
+            if value is True
+            else "no"
+            if value is False
             else str(value)
+        )
         text = " ".join(text.split())
         return text if len(text) <= width else text[: width - 1] + "…"
 

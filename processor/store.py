@@ -452,9 +452,13 @@ class Store:
                     "WHERE meeting_id = ? AND sender = ? AND status = 'waitlisted'",
                     (now, promoted.meeting_id, promoted.sender),
                 )
-                self.audit(db, "promoted", promoted.message_id,
-                           f"waiting list to confirmed ({promoted.mode}, {promoted.party_size}) "
-                           f"at {promoted.meeting_id}")
+                self.audit(
+                    db,
+                    "promoted",
+                    promoted.message_id,
+                    f"waiting list to confirmed ({promoted.mode}, {promoted.party_size}) "
+                    f"at {promoted.meeting_id}",
+                )
             self.audit(db, "decided", d.message_id, f"{d.outcome} ({d.rule}): {d.reason}")
 
     # --- registrations ---------------------------------------------------------------
@@ -500,8 +504,14 @@ class Store:
                 "event_id = excluded.event_id, etag = excluded.etag, "
                 "join_url = excluded.join_url, fingerprint = excluded.fingerprint, "
                 "updated_at = excluded.updated_at",
-                (meeting_id, event.event_id, event.etag, event.join_url, fingerprint,
-                 _iso(utcnow())),
+                (
+                    meeting_id,
+                    event.event_id,
+                    event.etag,
+                    event.join_url,
+                    fingerprint,
+                    _iso(utcnow()),
+                ),
             )
 
     # --- outbox ----------------------------------------------------------------------
@@ -514,8 +524,17 @@ class Store:
                 "INSERT INTO outbox(idempotency_key, kind, message_id, recipient, meeting_id, "
                 "payload, next_attempt_at, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING",
-                (item.idempotency_key, item.kind, item.message_id or message_id, item.recipient,
-                 item.meeting_id, item.payload, now, now, now),
+                (
+                    item.idempotency_key,
+                    item.kind,
+                    item.message_id or message_id,
+                    item.recipient,
+                    item.meeting_id,
+                    item.payload,
+                    now,
+                    now,
+                    now,
+                ),
             )
             return cursor.rowcount == 1
 
@@ -541,8 +560,7 @@ class Store:
     def finish(self, item_ids: Sequence[int]) -> None:
         with self.transaction() as db:
             db.executemany(
-                "UPDATE outbox SET state = 'done', last_error = NULL, updated_at = ? "
-                "WHERE id = ?",
+                "UPDATE outbox SET state = 'done', last_error = NULL, updated_at = ? WHERE id = ?",
                 [(_iso(utcnow()), i) for i in item_ids],
             )
 
@@ -579,8 +597,14 @@ class Store:
 
     # --- audit -----------------------------------------------------------------------
 
-    def audit(self, db: sqlite3.Connection, action: str, message_id: str | None, detail: str,
-              actor: str = "worker") -> None:
+    def audit(
+        self,
+        db: sqlite3.Connection,
+        action: str,
+        message_id: str | None,
+        detail: str,
+        actor: str = "worker",
+    ) -> None:
         db.execute(
             "INSERT INTO audit(at, actor, action, message_id, detail) VALUES (?, ?, ?, ?, ?)",
             (_iso(utcnow()), actor, action, message_id, detail),

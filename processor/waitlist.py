@@ -13,9 +13,7 @@ from dataclasses import replace
 from processor.models import Meeting, Registration
 
 
-def apply(registrations: Sequence[Registration], change: Registration | None) -> list[
-    Registration
-]:
+def apply(registrations: Sequence[Registration], change: Registration | None) -> list[Registration]:
     """The meeting's registrations as they will be once `change` is written."""
     if change is None:
         return list(registrations)

@@ -83,9 +83,7 @@ def require_secrets(config: Config) -> None:
         config.graph.client_secret.reveal()
 
 
-def build_services(
-    config: Config, clock: Callable[[], datetime] | None = None
-) -> Services:
+def build_services(config: Config, clock: Callable[[], datetime] | None = None) -> Services:
     """Every adapter the config asks for, sharing one msal application per process."""
     require_secrets(config)
     provider = TokenProvider(config.graph)  # builds its msal app lazily, on first use
@@ -114,8 +112,13 @@ def run_forever(svc: Services) -> None:
     def cycle() -> None:
         try:
             report = run_cycle(svc)
-            log.info("cycle: %d seen, %d decided, %d replies, %d filed", report.seen,
-                     report.decided, report.replies_sent, report.filed)
+            log.info(
+                "cycle: %d seen, %d decided, %d replies, %d filed",
+                report.seen,
+                report.decided,
+                report.replies_sent,
+                report.filed,
+            )
         except LockHeldError as exc:
             log.warning("skipping this cycle: %s", exc)
         except ProcessorError as exc:

@@ -62,8 +62,12 @@ def deliver(tmp_path: Path, n: int, sender: str, body: str) -> None:
 
 
 def cli(config: Path, *args: str) -> str:
-    result = subprocess.run([sys.executable, "-m", "processor", "--config", str(config), *args],
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "processor", "--config", str(config), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -89,8 +93,12 @@ def test_it_waitlists_over_capacity_and_promotes_on_cancellation(tmp_path: Path)
     deliver(tmp_path, 3, "Cat <cat@r.example>", "I'd like to come along in person, 10 December.")
     deliver(tmp_path, 4, "Dan <dan@r.example>", "Please send me the Teams link for 10 December.")
     cli(config, "run", "--once", "--now", NOW)
-    assert outcomes(config) == {"ann:attend": "confirmed", "ben:attend": "confirmed",
-                                "cat:attend": "waitlisted", "dan:attend": "confirmed"}
+    assert outcomes(config) == {
+        "ann:attend": "confirmed",
+        "ben:attend": "confirmed",
+        "cat:attend": "waitlisted",
+        "dan:attend": "confirmed",
+    }
 
     deliver(tmp_path, 5, "Ann <ann@r.example>", "Please cancel my place.\n\nAnn")
     cli(config, "run", "--once", "--now", NOW)
@@ -114,8 +122,12 @@ def test_it_waitlists_over_capacity_and_promotes_on_cancellation(tmp_path: Path)
 def test_it_never_books_more_seats_than_the_chamber_has(tmp_path: Path) -> None:
     config = setup(tmp_path, capacity=5)
     for n in range(1, 13):
-        deliver(tmp_path, n, f"R{n} <r{n}@r.example>",
-                f"{'Two' if n % 2 else 'Three'} of us would like to come in person on 10 December.")
+        deliver(
+            tmp_path,
+            n,
+            f"R{n} <r{n}@r.example>",
+            f"{'Two' if n % 2 else 'Three'} of us would like to come in person on 10 December.",
+        )
     cli(config, "run", "--once", "--now", NOW)
     for n in (1, 2):
         deliver(tmp_path, 20 + n, f"R{n} <r{n}@r.example>", "Please cancel my place.")
@@ -123,8 +135,10 @@ def test_it_never_books_more_seats_than_the_chamber_has(tmp_path: Path) -> None:
     attendees = json.loads(cli(config, "log", "--format", "json"))
     assert len(attendees) == 14
     store = __import__("sqlite3").connect(tmp_path / "attendance.sqlite3")
-    seats = store.execute("SELECT COALESCE(SUM(party_size), 0) FROM registrations "
-                          "WHERE status = 'confirmed' AND mode = 'in_person'").fetchone()[0]
+    seats = store.execute(
+        "SELECT COALESCE(SUM(party_size), 0) FROM registrations "
+        "WHERE status = 'confirmed' AND mode = 'in_person'"
+    ).fetchone()[0]
     assert 0 < seats <= 5
 
 
@@ -142,5 +156,7 @@ def test_it_sends_each_reminder_once_even_across_restarts(tmp_path: Path) -> Non
     assert len(sent) == 5
     reminded = sorted(m["To"].addresses[0].addr_spec for m in sent[3:])
     assert reminded == ["ann@r.example", "dan@r.example"]
-    assert {m["In-Reply-To"] for m in sent[3:]} == {"<cap-1@residents.example>",
-                                                    "<cap-2@residents.example>"}
+    assert {m["In-Reply-To"] for m in sent[3:]} == {
+        "<cap-1@residents.example>",
+        "<cap-2@residents.example>",
+    }

@@ -58,22 +58,49 @@ def test_it_loads_the_example(monkeypatch: pytest.MonkeyPatch) -> None:
         ({"mailbox": {"kind": "maildir", "path": "m", "port": "993"}}, "mailbox.port"),
         ({"mailbox": {"kind": "maildir", "path": "m", "idle": "yes"}}, "mailbox.idle"),
         ({"committee": {"name": "C"}}, "committee.address"),
-        ({"committee": {"name": "C", "address": "c@x.org", "timezone": "Mars/Base"}},
-         "committee.timezone"),
+        (
+            {"committee": {"name": "C", "address": "c@x.org", "timezone": "Mars/Base"}},
+            "committee.timezone",
+        ),
         ({"storage": {"path": 5}}, "storage.path"),
         ({"smtpp": {}}, "smtpp"),
-        ({"meetings": [{"id": "a", "title": "T", "start": "2026-12-10T18:30:00"}]},
-         "meetings[0].end"),
-        ({"meetings": [{"id": "a", "title": "T", "start": "2026-12-10T18:30:00",
-                        "end": "2026-12-10T17:00:00"}]}, "meetings[0].end"),
-        ({"meetings": [{"id": "a", "title": "T", "start": "soon", "end": "later"}]},
-         "meetings[0].start"),
-        ({"meetings": [{"id": "a", "title": "T", "start": "2026-12-10T18:30:00",
-                        "end": "2026-12-10T19:30:00", "in_person_capacity": -1}]},
-         "meetings[0].in_person_capacity"),
+        (
+            {"meetings": [{"id": "a", "title": "T", "start": "2026-12-10T18:30:00"}]},
+            "meetings[0].end",
+        ),
+        (
+            {
+                "meetings": [
+                    {
+                        "id": "a",
+                        "title": "T",
+                        "start": "2026-12-10T18:30:00",
+                        "end": "2026-12-10T17:00:00",
+                    }
+                ]
+            },
+            "meetings[0].end",
+        ),
+        (
+            {"meetings": [{"id": "a", "title": "T", "start": "soon", "end": "later"}]},
+            "meetings[0].start",
+        ),
+        (
+            {
+                "meetings": [
+                    {
+                        "id": "a",
+                        "title": "T",
+                        "start": "2026-12-10T18:30:00",
+                        "end": "2026-12-10T19:30:00",
+                        "in_person_capacity": -1,
+                    }
+                ]
+            },
+            "meetings[0].in_person_capacity",
+        ),
         ({"graph": {"enabled": True}}, "graph.organiser"),
-        ({"graph": {"enabled": True, "organiser": "o@x.org", "tenant_id": "t"}},
-         "graph.client_id"),
+        ({"graph": {"enabled": True, "organiser": "o@x.org", "tenant_id": "t"}}, "graph.client_id"),
     ],
 )
 def test_it_names_the_key_of_a_bad_value(change: dict[str, object], key: str) -> None:
@@ -86,8 +113,11 @@ def test_it_names_the_key_of_a_bad_value(change: dict[str, object], key: str) ->
 def test_it_reads_secrets_from_files_and_says_which_key_is_missing(tmp_path: Path) -> None:
     secret = tmp_path / "pw"
     secret.write_text("hunter2\n")
-    data = {**MINIMAL, "mailbox": {"kind": "imap", "host": "h", "password_file": str(secret)},
-            "smtp": {"kind": "smtp", "host": "h", "password_env": "NO_SUCH_VAR_XYZ"}}
+    data = {
+        **MINIMAL,
+        "mailbox": {"kind": "imap", "host": "h", "password_file": str(secret)},
+        "smtp": {"kind": "smtp", "host": "h", "password_env": "NO_SUCH_VAR_XYZ"},
+    }
     config = parse_config(data, tmp_path / "c.toml")
     assert config.mailbox.password.reveal() == "hunter2"
     with pytest.raises(ConfigError) as caught:
@@ -106,7 +136,9 @@ def test_it_exits_2_with_one_line_naming_the_key(tmp_path: Path) -> None:
     bad.write_text(EXAMPLE.read_text().replace("[storage]\n", "[storage]\npaht = 'x'\n"))
     result = subprocess.run(
         [sys.executable, "-m", "processor", "--config", str(bad), "log"],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == ["config error: storage.paht: unknown key"]
@@ -122,13 +154,20 @@ def test_it_rejects_a_file_that_is_not_toml(tmp_path: Path) -> None:
 
 
 def test_it_turns_a_deadline_rule_into_a_time() -> None:
-    meeting = {"id": "a", "title": "T", "start": "2026-12-07T18:30:00",
-               "end": "2026-12-07T20:30:00", "registration_closes": "16:00 the working day before"}
+    meeting = {
+        "id": "a",
+        "title": "T",
+        "start": "2026-12-07T18:30:00",
+        "end": "2026-12-07T20:30:00",
+        "registration_closes": "16:00 the working day before",
+    }
     config = parse_config({**MINIMAL, "meetings": [meeting]}, Path("/srv/c.toml"))
     closes = config.meetings[0].registration_closes
     assert closes is not None
     assert closes.isoformat() == "2026-12-04T16:00:00+00:00"
     with pytest.raises(ConfigError) as caught:
-        parse_config({**MINIMAL, "meetings": [{**meeting, "registration_closes": "soonish"}]},
-                     Path("/srv/c.toml"))
+        parse_config(
+            {**MINIMAL, "meetings": [{**meeting, "registration_closes": "soonish"}]},
+            Path("/srv/c.toml"),
+        )
     assert caught.value.key == "meetings[0].registration_closes"

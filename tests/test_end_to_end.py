@@ -6,13 +6,11 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
@@ -60,7 +58,7 @@ address = "{COMMITTEE}"
 contact = "democratic.services@council.example.gov.uk"
 
 [storage]
-path = "{tmp_path / 'store.sqlite3'}"
+path = "{tmp_path / "store.sqlite3"}"
 {MEETINGS}
 """
     )
@@ -84,7 +82,10 @@ def run_cli(config: Path, *args: str, faults: str = "") -> subprocess.CompletedP
     env = {**os.environ, "TEST_IMAP_PASSWORD": "secret", "PROCESSOR_FAULTS": faults}
     return subprocess.run(
         [sys.executable, "-m", "processor", "--config", str(config), *args],
-        capture_output=True, text=True, timeout=120, env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
 
 
@@ -97,16 +98,44 @@ def staff_log(config: Path) -> dict[str, dict[str, Any]]:
 def test_it_answers_each_request_once_and_files_the_mail(
     tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
 ) -> None:
-    dovecot.append("INBOX", request(1, "Jane Smith <Jane.Smith@residents.example>",
-                                    "Attending", "I'd like to attend on 10 December online "
-                                    "please.\n\nJane Smith"))
-    dovecot.append("INBOX", request(2, "Bob Jones <bob@residents.example>", "Thursday",
-                                    "Can I come in person with my neighbour on 10 December?\n\nBob",
-                                    Reply_To="Bob at home <bob.home@residents.example>"))
-    dovecot.append("INBOX", request(3, "Out of office <ooo@residents.example>", "Auto: Attending",
-                                    "I am away.", Auto_Submitted="auto-replied"))
-    dovecot.append("INBOX", request(4, "Linda <linda@residents.example>", "Bins",
-                                    "When is my bin collection? My council tax bill is wrong."))
+    dovecot.append(
+        "INBOX",
+        request(
+            1,
+            "Jane Smith <Jane.Smith@residents.example>",
+            "Attending",
+            "I'd like to attend on 10 December online please.\n\nJane Smith",
+        ),
+    )
+    dovecot.append(
+        "INBOX",
+        request(
+            2,
+            "Bob Jones <bob@residents.example>",
+            "Thursday",
+            "Can I come in person with my neighbour on 10 December?\n\nBob",
+            Reply_To="Bob at home <bob.home@residents.example>",
+        ),
+    )
+    dovecot.append(
+        "INBOX",
+        request(
+            3,
+            "Out of office <ooo@residents.example>",
+            "Auto: Attending",
+            "I am away.",
+            Auto_Submitted="auto-replied",
+        ),
+    )
+    dovecot.append(
+        "INBOX",
+        request(
+            4,
+            "Linda <linda@residents.example>",
+            "Bins",
+            "When is my bin collection? My council tax bill is wrong.",
+        ),
+    )
     config = write_config(tmp_path, dovecot, smtpd)
 
     first = run_cli(config, "run", "--once", "--now", NOW)
@@ -125,8 +154,11 @@ def test_it_answers_each_request_once_and_files_the_mail(
         assert row["reason"]
 
     replies = {m.message["In-Reply-To"]: m for m in smtpd.messages}
-    assert set(replies) == {"<e2e-1@residents.example>", "<e2e-2@residents.example>",
-                            "<e2e-4@residents.example>"}
+    assert set(replies) == {
+        "<e2e-1@residents.example>",
+        "<e2e-2@residents.example>",
+        "<e2e-4@residents.example>",
+    }
     jane = replies["<e2e-1@residents.example>"].message
     assert jane["To"].addresses[0].addr_spec.lower() == "jane.smith@residents.example"
     assert jane["Subject"] == "Re: Attending"
@@ -142,9 +174,15 @@ def test_it_answers_each_request_once_and_files_the_mail(
     assert len(dovecot.uids("Review")) == 1
 
     # The same mailbox again (a message put back): no second reply, no second row.
-    dovecot.append("INBOX", request(1, "Jane Smith <jane.smith@residents.example>",
-                                    "Attending", "I'd like to attend on 10 December online "
-                                    "please.\n\nJane Smith"))
+    dovecot.append(
+        "INBOX",
+        request(
+            1,
+            "Jane Smith <jane.smith@residents.example>",
+            "Attending",
+            "I'd like to attend on 10 December online please.\n\nJane Smith",
+        ),
+    )
     second = run_cli(config, "run", "--once", "--now", NOW)
     assert second.returncode == 0, second.stderr
     assert len(smtpd.messages) == 3
@@ -155,16 +193,29 @@ def test_it_answers_each_request_once_and_files_the_mail(
 def test_it_gives_bad_input_an_outcome_and_goes_on(
     tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
 ) -> None:
-    no_id = request(1, "Ann <ann@residents.example>", "Attending",
-                    "I'd like to attend online on 10 December.\n\nAnn")
+    no_id = request(
+        1,
+        "Ann <ann@residents.example>",
+        "Attending",
+        "I'd like to attend online on 10 December.\n\nAnn",
+    )
     no_id = b"\n".join(line for line in no_id.split(b"\n") if not line.startswith(b"Message-ID"))
     dovecot.append("INBOX", no_id)
     huge = request(2, "Big <big@residents.example>", "Photos", "x" * 60_000)
     dovecot.append("INBOX", huge)
-    dovecot.append("INBOX", request(3, "Poison <poison@residents.example>", "Attending",
-                                    "Online please, 10 December."))
-    dovecot.append("INBOX", request(4, "After <after@residents.example>", "Attending",
-                                    "I'd like to join online on 10 December.\n\nAfter"))
+    dovecot.append(
+        "INBOX",
+        request(3, "Poison <poison@residents.example>", "Attending", "Online please, 10 December."),
+    )
+    dovecot.append(
+        "INBOX",
+        request(
+            4,
+            "After <after@residents.example>",
+            "Attending",
+            "I'd like to join online on 10 December.\n\nAfter",
+        ),
+    )
     config = write_config(tmp_path, dovecot, smtpd, extra="max_message_bytes = 20000")
 
     result = run_cli(config, "run", "--once", "--now", NOW, faults="understand=raise:e2e-3")
@@ -173,8 +224,7 @@ def test_it_gives_bad_input_an_outcome_and_goes_on(
     rows = list(staff_log(config).values())
     by_sender = {row["sender"]: row for row in rows}
     assert by_sender["ann@residents.example"]["outcome"] == "confirmed"
-    assert by_sender["ann@residents.example"]["message_id"].endswith(
-        "@missing-message-id.invalid>")
+    assert by_sender["ann@residents.example"]["message_id"].endswith("@missing-message-id.invalid>")
     assert by_sender["big@residents.example"]["outcome"] == "referred"
     assert "limit" in by_sender["big@residents.example"]["reason"]
     assert by_sender["poison@residents.example"]["outcome"] == "referred"
@@ -182,5 +232,7 @@ def test_it_gives_bad_input_an_outcome_and_goes_on(
     assert by_sender["after@residents.example"]["outcome"] == "confirmed"
     assert dovecot.uids("INBOX") == []
     assert len(dovecot.uids("Review")) == 2
-    assert {m.rcpt_tos for m in smtpd.messages} == {("ann@residents.example",),
-                                                    ("after@residents.example",)}
+    assert {m.rcpt_tos for m in smtpd.messages} == {
+        ("ann@residents.example",),
+        ("after@residents.example",),
+    }

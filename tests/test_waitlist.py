@@ -9,8 +9,15 @@ from processor.models import Meeting, Mode, Registration, RegistrationStatus
 from processor.waitlist import apply, promotions
 
 TZ = ZoneInfo("Europe/London")
-MEETING = Meeting("m", "Committee", datetime(2026, 12, 10, 18, 30, tzinfo=TZ),
-                  datetime(2026, 12, 10, 20, 30, tzinfo=TZ), "Chamber", 4, 1)
+MEETING = Meeting(
+    "m",
+    "Committee",
+    datetime(2026, 12, 10, 18, 30, tzinfo=TZ),
+    datetime(2026, 12, 10, 20, 30, tzinfo=TZ),
+    "Chamber",
+    4,
+    1,
+)
 
 
 def reg(sender: str, mode: Mode, party: int, status: RegistrationStatus) -> Registration:
@@ -18,9 +25,13 @@ def reg(sender: str, mode: Mode, party: int, status: RegistrationStatus) -> Regi
 
 
 def test_it_promotes_the_first_waiting_party_that_fits() -> None:
-    regs = [reg("a", "in_person", 2, "confirmed"), reg("b", "in_person", 2, "confirmed"),
-            reg("c", "in_person", 3, "waitlisted"), reg("d", "in_person", 2, "waitlisted"),
-            reg("e", "in_person", 1, "waitlisted")]
+    regs = [
+        reg("a", "in_person", 2, "confirmed"),
+        reg("b", "in_person", 2, "confirmed"),
+        reg("c", "in_person", 3, "waitlisted"),
+        reg("d", "in_person", 2, "waitlisted"),
+        reg("e", "in_person", 1, "waitlisted"),
+    ]
     after = apply(regs, reg("a", "in_person", 2, "cancelled"))
     promoted = promotions(MEETING, after)
     # 2 seats free: c (3) does not fit, d (2) does, then none is left for e.
@@ -33,7 +44,10 @@ def test_it_promotes_nobody_while_the_chamber_is_full() -> None:
 
 
 def test_it_gives_a_freed_online_place_to_the_online_waiting_list() -> None:
-    regs = [reg("a", "online", 1, "confirmed"), reg("b", "online", 1, "waitlisted"),
-            reg("c", "online", 1, "waitlisted")]
+    regs = [
+        reg("a", "online", 1, "confirmed"),
+        reg("b", "online", 1, "waitlisted"),
+        reg("c", "online", 1, "waitlisted"),
+    ]
     after = apply(regs, reg("a", "online", 1, "cancelled"))
     assert [r.sender for r in promotions(MEETING, after)] == ["b"]
