@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from processor import faults
 from processor.errors import PermanentError, TransientError
 from processor.models import Meeting
-from processor.ports import Attendee
+from processor.ports import Attendee, KeepsSentCopies
 from processor.store import OutboxItem
 
 if TYPE_CHECKING:
@@ -116,6 +116,7 @@ def dispatch_replies(svc: Services, report: CycleReport) -> None:
                 if svc.stop.is_set():
                     break
                 if item.state == "sending" and already_sent(svc, item):
+                    log.info("%s was sent before a crash; not sending again", item.recipient)
                     svc.store.finish([item.id])
                     continue
                 svc.store.claim([item.id])
@@ -129,6 +130,7 @@ def dispatch_replies(svc: Services, report: CycleReport) -> None:
                     if isinstance(exc, TransientError):
                         break  # the server is unwell: the rest wait for the next cycle
                     continue
+                keep_sent_copy(svc, message)
                 faults.point("after_send")
                 svc.store.finish([item.id])
                 report.replies_sent += 1
@@ -139,17 +141,26 @@ def dispatch_replies(svc: Services, report: CycleReport) -> None:
         log.warning("reply transport unavailable: %s", exc)
 
 
+def keep_sent_copy(svc: Services, message: EmailMessage) -> None:
+    """After an SMTP send, file a copy in Sent: the record `already_sent` looks for.
+
+    A crash between the server's acceptance and this APPEND is the one window in which
+    a reply can go twice; it is milliseconds wide and cannot be closed over SMTP.
+    """
+    if isinstance(svc.transport, KeepsSentCopies):
+        return
+    try:
+        svc.mailbox.append_sent(message.as_bytes())
+    except (TransientError, PermanentError) as exc:
+        log.warning("could not file a Sent copy of %s: %s", message["Message-ID"], exc)
+
+
 def already_sent(svc: Services, item: OutboxItem) -> bool:
     """For a row left `sending` by a crash: look for the reply before sending again."""
-    finder = getattr(svc.transport, "find_sent", None) or getattr(svc.mailbox, "find_in_sent", None)
-    if finder is None:
-        return False
     message_id = item.idempotency_key.removeprefix("reply:")
-    try:
-        return bool(finder(message_id))
-    except (TransientError, PermanentError) as exc:
-        log.warning("could not check Sent for %s: %s", message_id, exc)
-        return False
+    if isinstance(svc.transport, KeepsSentCopies):
+        return svc.transport.find_sent(message_id)
+    return svc.mailbox.find_in_sent(message_id)
 
 
 def parse_reply(payload: bytes) -> EmailMessage:

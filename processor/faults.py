@@ -1,17 +1,31 @@
 """Named fault points for crash and failure tests, switched on by an environment variable.
 
-`PROCESSOR_FAULTS="after_decision=kill"` makes the worker SIGKILL itself the first
-time it passes that point; `understand=raise:<text>` raises there for messages whose
-Message-ID contains <text>. Unset in production, each point costs one dict lookup.
+`PROCESSOR_FAULTS="after_decision=kill"` makes the worker SIGKILL itself when it
+passes that point; `after_send=kill:3` on the third pass; `understand=raise:<text>`
+raises there for subjects (Message-IDs) containing <text>. Unset in production,
+each point costs one dict lookup.
 """
 
 from __future__ import annotations
 
 import os
 import signal
+from collections import Counter
 
-_SPEC = os.environ.get("PROCESSOR_FAULTS", "")
-_FAULTS: dict[str, str] = dict(item.split("=", 1) for item in _SPEC.split(",") if "=" in item)
+POINTS = (
+    "after_store_raw",
+    "understand",
+    "after_decision",
+    "after_calendar",
+    "before_send",
+    "after_send",
+    "before_move",
+)
+
+_FAULTS: dict[str, str] = dict(
+    item.split("=", 1) for item in os.environ.get("PROCESSOR_FAULTS", "").split(",") if "=" in item
+)
+_passes: Counter[str] = Counter()
 
 
 class InjectedFault(RuntimeError):
@@ -23,7 +37,10 @@ def point(name: str, subject: str = "") -> None:
     action = _FAULTS.get(name)
     if action is None:
         return
-    if action == "kill":
-        os.kill(os.getpid(), signal.SIGKILL)
-    if action.startswith("raise") and action.partition(":")[2] in subject:
+    verb, _, argument = action.partition(":")
+    if verb == "kill":
+        _passes[name] += 1
+        if _passes[name] >= int(argument or 1):
+            os.kill(os.getpid(), signal.SIGKILL)
+    elif verb == "raise" and argument in subject:
         raise InjectedFault(f"fault injected at {name}")

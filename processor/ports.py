@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from email.message import EmailMessage
-from typing import Literal, Protocol
+from typing import Literal, Protocol, runtime_checkable
 
 from processor.models import Meeting
 
@@ -44,6 +44,14 @@ class Mailbox(Protocol):
         """File messages in the processed or review folder (created when missing)."""
         ...
 
+    def append_sent(self, raw: bytes) -> None:
+        """Keep a copy of a reply in the Sent folder (for transports that file none)."""
+        ...
+
+    def find_in_sent(self, message_id: str) -> bool:
+        """Whether the Sent folder holds a message with exactly this Message-ID."""
+        ...
+
     def close(self) -> None: ...
 
 
@@ -59,6 +67,17 @@ class Transport(Protocol):
     """Sends replies: SMTP, Graph sendMail, or files in a folder."""
 
     def connect(self) -> AbstractContextManager[Connection]: ...
+
+
+@runtime_checkable
+class KeepsSentCopies(Protocol):
+    """A transport that files its own record of what it sent (Graph's Sent Items, files).
+
+    Plain SMTP files nothing, so after an SMTP send the worker APPENDs a copy to the
+    mailbox's Sent folder; either record lets a crash-interrupted send be settled.
+    """
+
+    def find_sent(self, message_id: str) -> bool: ...
 
 
 @dataclass(frozen=True)

@@ -2,97 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from datetime import UTC, datetime
-from email.message import EmailMessage
-from email.utils import format_datetime
 from pathlib import Path
-from typing import Any
 
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
-
-NOW = "2026-12-01T09:00:00+00:00"
-COMMITTEE = "committee@council.example.gov.uk"
-
-MEETINGS = """
-[[meetings]]
-id = "cdc-2026-12-10"
-title = "Crime and Disorder Committee"
-start = 2026-12-10T18:30:00
-end = 2026-12-10T20:30:00
-venue = "Council Chamber, Town Hall"
-in_person_capacity = 10
-online_capacity = 100
-registration_closes = 2026-12-09T12:00:00
-"""
-
-
-def write_config(tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, extra: str = "") -> Path:
-    config = tmp_path / "config.toml"
-    config.write_text(
-        f"""
-[mailbox]
-kind = "imap"
-host = "{dovecot.host}"
-port = {dovecot.port}
-security = "none"
-username = "{dovecot.username}"
-password_env = "TEST_IMAP_PASSWORD"
-timeout = 10.0
-{extra}
-
-[smtp]
-kind = "smtp"
-host = "{smtpd.host}"
-port = {smtpd.port}
-security = "none"
-timeout = 10.0
-
-[committee]
-name = "Crime and Disorder Committee"
-address = "{COMMITTEE}"
-contact = "democratic.services@council.example.gov.uk"
-
-[storage]
-path = "{tmp_path / "store.sqlite3"}"
-{MEETINGS}
-"""
-    )
-    return config
-
-
-def request(n: int, sender: str, subject: str, body: str, **headers: str) -> bytes:
-    message = EmailMessage()
-    message["From"] = sender
-    message["To"] = COMMITTEE
-    message["Subject"] = subject
-    message["Date"] = format_datetime(datetime(2026, 11, 30, 10, n, tzinfo=UTC))
-    message["Message-ID"] = f"<e2e-{n}@residents.example>"
-    for name, value in headers.items():
-        message[name.replace("_", "-")] = value
-    message.set_content(body)
-    return message.as_bytes()
-
-
-def run_cli(config: Path, *args: str, faults: str = "") -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "TEST_IMAP_PASSWORD": "secret", "PROCESSOR_FAULTS": faults}
-    return subprocess.run(
-        [sys.executable, "-m", "processor", "--config", str(config), *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=env,
-    )
-
-
-def staff_log(config: Path) -> dict[str, dict[str, Any]]:
-    result = run_cli(config, "log", "--format", "json")
-    assert result.returncode == 0, result.stderr
-    return {row["message_id"]: row for row in json.loads(result.stdout)}
+from tests.support import NOW, request, run_cli, staff_log, write_config
 
 
 def test_it_answers_each_request_once_and_files_the_mail(
@@ -216,7 +130,7 @@ def test_it_gives_bad_input_an_outcome_and_goes_on(
             "I'd like to join online on 10 December.\n\nAfter",
         ),
     )
-    config = write_config(tmp_path, dovecot, smtpd, extra="max_message_bytes = 20000")
+    config = write_config(tmp_path, dovecot, smtpd, mailbox_extra="max_message_bytes = 20000")
 
     result = run_cli(config, "run", "--once", "--now", NOW, faults="understand=raise:e2e-3")
     assert result.returncode == 0, result.stderr

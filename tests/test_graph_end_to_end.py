@@ -1,0 +1,147 @@
+"""Teams invitations end to end: Dovecot in, the real CLI, the HTTPS Graph fake, aiosmtpd out."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from tests.graphfake import GraphFake
+from tests.plugins.dovecot import Dovecot
+from tests.plugins.smtpd import SmtpServer
+from tests.support import NOW, ORGANISER, request, run_cli, staff_log, write_config
+
+
+def online(n: int) -> bytes:
+    return request(
+        n,
+        f"Resident {n} <resident{n}@residents.example>",
+        "Committee",
+        f"Please send me the Teams link for the 10 December meeting.\n\nResident {n}",
+    )
+
+
+def attendee_adds(graph: GraphFake) -> Counter[str]:
+    """How many PATCHes newly added each address: Exchange invites on each such add."""
+    adds: Counter[str] = Counter()
+    current: set[str] = set()
+    for call in graph.requests("PATCH", "/events/"):
+        body = call.json()
+        if "attendees" not in body:
+            continue
+        now = {a["emailAddress"]["address"].lower() for a in body["attendees"]}
+        adds.update(now - current)
+        current = now
+    return adds
+
+
+def test_it_invites_online_residents_once_and_removes_on_cancel(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, graph_fake: GraphFake
+) -> None:
+    for n in range(1, 4):
+        dovecot.append("INBOX", online(n))
+    dovecot.append(
+        "INBOX",
+        request(
+            4,
+            "In Person <inperson@residents.example>",
+            "Committee",
+            "I will come in person on 10 December.\n\nPat",
+        ),
+    )
+    config = write_config(tmp_path, dovecot, smtpd, graph_fake)
+
+    result = run_cli(config, "run", "--once", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+
+    events = graph_fake.user_events(ORGANISER)
+    assert len(events) == 1
+    event = events[0]
+    assert event["hideAttendees"] is True
+    assert event["isOnlineMeeting"] is True
+    assert sorted(graph_fake.attendees(ORGANISER, event["id"])) == [
+        f"resident{n}@residents.example" for n in range(1, 4)
+    ]
+    assert len(smtpd.messages) == 4
+    log = staff_log(config)
+    assert [log[f"<e2e-{n}@residents.example>"]["invite_sent"] for n in range(1, 5)] == [
+        True,
+        True,
+        True,
+        False,
+    ]
+
+    # A rerun over the same mailbox changes nothing at Graph and sends nothing.
+    before = len(graph_fake.requests())
+    result = run_cli(config, "run", "--once", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+    assert len(graph_fake.requests()) == before
+    assert len(smtpd.messages) == 4
+
+    dovecot.append(
+        "INBOX",
+        request(
+            5,
+            "Resident 2 <resident2@residents.example>",
+            "Re: Committee",
+            "Please cancel my place.\n\nResident 2",
+        ),
+    )
+    result = run_cli(config, "run", "--once", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+    assert sorted(graph_fake.attendees(ORGANISER, event["id"])) == [
+        "resident1@residents.example",
+        "resident3@residents.example",
+    ]
+    assert max(attendee_adds(graph_fake).values()) == 1
+
+
+def test_it_costs_three_graph_requests_for_fifty_registrations_in_one_cycle(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, graph_fake: GraphFake
+) -> None:
+    for n in range(1, 51):
+        dovecot.append("INBOX", online(n))
+    config = write_config(tmp_path, dovecot, smtpd, graph_fake)
+
+    result = run_cli(config, "run", "--once", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+
+    graph_calls = [c for c in graph_fake.requests() if "/users/" in c.path]
+    # Create the event, read its attendees and ETag, one PATCH for all fifty.
+    assert [c.method for c in graph_calls] == ["POST", "GET", "PATCH"]
+    assert len(graph_calls) <= 3
+    assert len(graph_fake.token_requests()) == 1
+    event = graph_fake.user_events(ORGANISER)[0]
+    assert len(graph_fake.attendees(ORGANISER, event["id"])) == 50
+    assert len(smtpd.messages) == 50
+
+
+def test_it_rides_out_throttling_and_conflicts_without_losing_or_doubling_anyone(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, graph_fake: GraphFake
+) -> None:
+    for n in range(1, 6):
+        dovecot.append("INBOX", online(n))
+    config = write_config(tmp_path, dovecot, smtpd, graph_fake)
+    graph_fake.fail_next(429, times=2, retry_after=1, method="PATCH")
+    graph_fake.conflict_next(1)
+
+    result = run_cli(config, "run", "--once", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+    event = graph_fake.user_events(ORGANISER)[0]
+    assert sorted(graph_fake.attendees(ORGANISER, event["id"])) == sorted(
+        f"resident{n}@residents.example" for n in range(1, 6)
+    )
+    assert max(attendee_adds(graph_fake).values()) == 1
+
+    # A storm longer than the worker waits inline: the change waits in the outbox.
+    for n in range(6, 9):
+        dovecot.append("INBOX", online(n))
+    graph_fake.fail_next(503, times=50, retry_after=60, method="PATCH")
+    result = run_cli(config, "run", "--once", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+    assert len(graph_fake.attendees(ORGANISER, event["id"])) == 5
+    with graph_fake.lock:
+        graph_fake.faults.clear()
+    result = run_cli(config, "run", "--once", "--now", "2026-12-01T11:00:00+00:00")
+    assert result.returncode == 0, result.stderr
+    assert len(graph_fake.attendees(ORGANISER, event["id"])) == 8
+    assert max(attendee_adds(graph_fake).values()) == 1
