@@ -193,6 +193,7 @@ def run_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def _main_with_staff_commands() -> int:
     """processor.cli.main with the two wiring lines applied from outside."""
     from processor import cli
+    from processor.config import Config
     from processor.staffcli import add_staff_commands, run_staff_command
 
     build_parser, dispatch_command = cli.build_parser, cli.dispatch_command
@@ -203,12 +204,12 @@ def _main_with_staff_commands() -> int:
         add_staff_commands(sub)
         return parser
 
-    def wired_dispatch(args: argparse.Namespace, config: cli.Config) -> int:
+    def wired_dispatch(args: argparse.Namespace, config: Config) -> int:
         result = run_staff_command(args, config)
         return dispatch_command(args, config) if result is None else result
 
-    cli.build_parser = wired_parser  # type: ignore[assignment]
-    cli.dispatch_command = wired_dispatch  # type: ignore[assignment]
+    cli.build_parser = wired_parser
+    cli.dispatch_command = wired_dispatch
     return cli.main()
 
 

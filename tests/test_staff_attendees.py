@@ -14,16 +14,56 @@ def seeded(tmp_path: Path) -> Path:
     config = offline_config(tmp_path)
     store = Store(tmp_path / "store.sqlite3")
     try:
-        seed(store, 1, "bob@residents.example", name="Bob Jones", outcome="confirmed",
-             mode="in_person", party_size=2, status="confirmed", access_needs=("wheelchair",))
-        seed(store, 2, "jane@residents.example", name="Jane Smith", outcome="confirmed",
-             mode="online", status="confirmed", access_needs=("hearing_loop",))
-        seed(store, 3, "wait@residents.example", name="Wendy Wait", outcome="waitlisted",
-             mode="in_person", party_size=3, status="waitlisted")
-        seed(store, 4, "gone@residents.example", name="Carl Cancel", outcome="cancelled",
-             mode="in_person", status="cancelled")
-        seed(store, 5, "ann@residents.example", name=None, outcome="confirmed",
-             mode="in_person", party_size=1, status="confirmed")
+        seed(
+            store,
+            1,
+            "bob@residents.example",
+            name="Bob Jones",
+            outcome="confirmed",
+            mode="in_person",
+            party_size=2,
+            status="confirmed",
+            access_needs=("wheelchair",),
+        )
+        seed(
+            store,
+            2,
+            "jane@residents.example",
+            name="Jane Smith",
+            outcome="confirmed",
+            mode="online",
+            status="confirmed",
+            access_needs=("hearing_loop",),
+        )
+        seed(
+            store,
+            3,
+            "wait@residents.example",
+            name="Wendy Wait",
+            outcome="waitlisted",
+            mode="in_person",
+            party_size=3,
+            status="waitlisted",
+        )
+        seed(
+            store,
+            4,
+            "gone@residents.example",
+            name="Carl Cancel",
+            outcome="cancelled",
+            mode="in_person",
+            status="cancelled",
+        )
+        seed(
+            store,
+            5,
+            "ann@residents.example",
+            name=None,
+            outcome="confirmed",
+            mode="in_person",
+            party_size=1,
+            status="confirmed",
+        )
     finally:
         store.close()
     return config
@@ -54,8 +94,12 @@ def test_it_exports_the_lists_as_csv_with_one_row_per_person(tmp_path: Path) -> 
     assert result.returncode == 0, result.stderr
     rows = list(csv.DictReader(io.StringIO(result.stdout)))
     by_sender = {row["sender"]: row for row in rows}
-    assert set(by_sender) == {"bob@residents.example", "jane@residents.example",
-                              "wait@residents.example", "ann@residents.example"}
+    assert set(by_sender) == {
+        "bob@residents.example",
+        "jane@residents.example",
+        "wait@residents.example",
+        "ann@residents.example",
+    }
     assert by_sender["bob@residents.example"]["list"] == "door"
     assert by_sender["bob@residents.example"]["party_size"] == "2"
     assert by_sender["bob@residents.example"]["access_needs"] == "wheelchair"
@@ -67,15 +111,22 @@ def test_it_escapes_csv_cells_a_spreadsheet_would_run_as_formulas(tmp_path: Path
     config = offline_config(tmp_path)
     store = Store(tmp_path / "store.sqlite3")
     hostile = {
-        "eq@residents.example": "=HYPERLINK(\"http://evil.example\",\"x\")",
+        "eq@residents.example": '=HYPERLINK("http://evil.example","x")',
         "plus@residents.example": "+44 1234 567890",
         "minus@residents.example": "-2+3",
         "at@residents.example": "@SUM(A1:A9)",
     }
     try:
         for n, (sender, name) in enumerate(hostile.items(), start=1):
-            seed(store, n, sender, name=name, outcome="confirmed", mode="in_person",
-                 status="confirmed")
+            seed(
+                store,
+                n,
+                sender,
+                name=name,
+                outcome="confirmed",
+                mode="in_person",
+                status="confirmed",
+            )
     finally:
         store.close()
 

@@ -28,15 +28,47 @@ def seeded(tmp_path: Path) -> Path:
     config = offline_config(tmp_path)
     store = Store(tmp_path / "store.sqlite3")
     try:
-        seed(store, 1, "bob@residents.example", name="Bob Jones", outcome="confirmed",
-             mode="in_person", party_size=2, status="confirmed", access_needs=("wheelchair",))
-        seed(store, 2, "jane@residents.example", name=f"Jane {SCRIPT}", outcome="confirmed",
-             mode="online", status="confirmed", subject=f"Online {CURLY}")
-        seed(store, 3, "hostile@residents.example", name=SCRIPT, outcome="referred",
-             subject=f"{CURLY} {SCRIPT}", reason=f"Wants to speak about {SCRIPT} {CURLY}.",
-             meeting_id=None)
-        seed(store, 40, "later@residents.example", name="Late Larry", outcome="referred",
-             subject="Bins", reason="Unrelated.", meeting_id=None)
+        seed(
+            store,
+            1,
+            "bob@residents.example",
+            name="Bob Jones",
+            outcome="confirmed",
+            mode="in_person",
+            party_size=2,
+            status="confirmed",
+            access_needs=("wheelchair",),
+        )
+        seed(
+            store,
+            2,
+            "jane@residents.example",
+            name=f"Jane {SCRIPT}",
+            outcome="confirmed",
+            mode="online",
+            status="confirmed",
+            subject=f"Online {CURLY}",
+        )
+        seed(
+            store,
+            3,
+            "hostile@residents.example",
+            name=SCRIPT,
+            outcome="referred",
+            subject=f"{CURLY} {SCRIPT}",
+            reason=f"Wants to speak about {SCRIPT} {CURLY}.",
+            meeting_id=None,
+        )
+        seed(
+            store,
+            40,
+            "later@residents.example",
+            name="Late Larry",
+            outcome="referred",
+            subject="Bins",
+            reason="Unrelated.",
+            meeting_id=None,
+        )
     finally:
         store.close()
     return config
@@ -91,8 +123,9 @@ def test_it_counts_outcomes_and_keeps_to_the_date_range(tmp_path: Path) -> None:
     assert empty.returncode == 0, empty.stderr
     assert "No messages." in out.read_text(encoding="utf-8")
 
-    full = run_cli(config, "report", "--output", str(out), "--since", "2026-11-30",
-                   "--until", "2026-11-30")
+    full = run_cli(
+        config, "report", "--output", str(out), "--since", "2026-11-30", "--until", "2026-11-30"
+    )
     assert full.returncode == 0, full.stderr
     html = out.read_text(encoding="utf-8")
     assert "4 message(s)" in html

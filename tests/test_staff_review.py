@@ -22,18 +22,35 @@ from tests.staff_support import (
     write_config,
 )
 
-BINS = (3, "Linda Lane <linda@residents.example>", "Bins",
-        "When is my bin collection? My council tax bill is wrong.")
-JANE = (1, "Jane Smith <jane@residents.example>", "Attending",
-        "I'd like to attend on 10 December online please.\n\nJane Smith")
+BINS = (
+    3,
+    "Linda Lane <linda@residents.example>",
+    "Bins",
+    "When is my bin collection? My council tax bill is wrong.",
+)
+JANE = (
+    1,
+    "Jane Smith <jane@residents.example>",
+    "Attending",
+    "I'd like to attend on 10 December online please.\n\nJane Smith",
+)
 
 
-def start(tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer,
-          *mail: tuple[int, str, str, str], extra: str = "") -> Path:
+def start(
+    tmp_path: Path,
+    dovecot: Dovecot,
+    smtpd: SmtpServer,
+    *mail: tuple[int, str, str, str],
+    extra: str = "",
+) -> Path:
     for n, sender, subject, body in mail:
         dovecot.append("INBOX", request(n, sender, subject, body))
-    config = write_config(tmp_path, imap_mailbox(dovecot.host, dovecot.port, dovecot.username),
-                          smtp_server(smtpd.host, smtpd.port), extra)
+    config = write_config(
+        tmp_path,
+        imap_mailbox(dovecot.host, dovecot.port, dovecot.username),
+        smtp_server(smtpd.host, smtpd.port),
+        extra,
+    )
     result = run_cli(config, "run", "--once", "--now", NOW)
     assert result.returncode == 0, result.stderr
     return config
@@ -89,8 +106,20 @@ def test_it_confirms_a_referred_request_with_a_place_and_a_reply(
     assert len(mail_to(smtpd, "linda@residents.example")) == 1  # the "referred" reply
     item = queue(config)[0]
 
-    out = ok(config, "review", "confirm", str(item["id"]), "--mode", "in_person",
-             "--party", "2", "--meeting", MEETING, "--by", "alice")
+    out = ok(
+        config,
+        "review",
+        "confirm",
+        str(item["id"]),
+        "--mode",
+        "in_person",
+        "--party",
+        "2",
+        "--meeting",
+        MEETING,
+        "--by",
+        "alice",
+    )
 
     assert "confirmed in_person" in out and "sent 1 reply" in out
     replies = mail_to(smtpd, "linda@residents.example")
@@ -109,8 +138,20 @@ def test_it_confirms_a_referred_request_with_a_place_and_a_reply(
     assert len(trail) == 1 and trail[0]["actor"] == "alice" and trail[0]["at"]
 
     # The same confirmation again is one reply, not two.
-    again = ok(config, "review", "confirm", "<staff-3@residents.example>", "--mode",
-               "in_person", "--party", "2", "--meeting", MEETING, "--by", "alice")
+    again = ok(
+        config,
+        "review",
+        "confirm",
+        "<staff-3@residents.example>",
+        "--mode",
+        "in_person",
+        "--party",
+        "2",
+        "--meeting",
+        MEETING,
+        "--by",
+        "alice",
+    )
     assert "nothing new to send" in again
     assert len(mail_to(smtpd, "linda@residents.example")) == 2
 
@@ -119,8 +160,10 @@ def test_it_adds_an_online_confirmation_to_the_teams_event(
     tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
 ) -> None:
     dry = tmp_path / "graph-dry-run"
-    graph = f'[graph]\nenabled = true\ndry_run = true\ndry_run_path = "{dry}"\n' \
+    graph = (
+        f'[graph]\nenabled = true\ndry_run = true\ndry_run_path = "{dry}"\n'
         'organiser = "committee@council.example.gov.uk"'
+    )
     config = start(tmp_path, dovecot, smtpd, BINS, extra=graph)
     item = queue(config)[0]
 
