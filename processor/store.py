@@ -7,6 +7,7 @@ outbox rows commit together or not at all.
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -14,9 +15,9 @@ import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from processor.errors import LockHeldError
 from processor.models import Occupancy, Registration
@@ -111,11 +112,6 @@ MIGRATIONS: tuple[str, ...] = (
         message_id TEXT,
         detail TEXT NOT NULL DEFAULT ''
     );
-    CREATE TABLE locks (
-        name TEXT PRIMARY KEY,
-        holder TEXT NOT NULL,
-        expires_at TEXT NOT NULL
-    );
     """,
 )
 
@@ -204,8 +200,10 @@ class Store:
         self.db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
+        self._lock_file: TextIO | None = None
 
     def close(self) -> None:
+        self.release_lock()
         self.db.close()
 
     def _migrate(self) -> None:
@@ -234,24 +232,33 @@ class Store:
 
     # --- the worker lock -------------------------------------------------------------
 
-    def acquire_lock(self, name: str = "worker", ttl: timedelta = timedelta(minutes=10)) -> None:
-        """Take the named lock or raise LockHeldError; an expired lock is taken over."""
-        now = utcnow()
-        with self.transaction() as db:
-            row = db.execute("SELECT holder, expires_at FROM locks WHERE name = ?", (name,))
-            held = row.fetchone()
-            if held and held["holder"] != self.holder and held["expires_at"] > _iso(now):
-                raise LockHeldError(f"the store is locked by worker {held['holder']}")
-            db.execute(
-                "INSERT INTO locks(name, holder, expires_at) VALUES (?, ?, ?) "
-                "ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, "
-                "expires_at = excluded.expires_at",
-                (name, self.holder, _iso(now + ttl)),
-            )
+    def acquire_lock(self) -> None:
+        """Take the processing lock or raise LockHeldError.
 
-    def release_lock(self, name: str = "worker") -> None:
-        with self.transaction() as db:
-            db.execute("DELETE FROM locks WHERE name = ? AND holder = ?", (name, self.holder))
+        An flock on a file beside the database: the kernel drops it when the holder
+        dies, so a worker killed mid-cycle never leaves the store locked.
+        """
+        if self._lock_file is not None:
+            return
+        handle = open(self.path.with_name(self.path.name + ".lock"), "a+")  # noqa: SIM115
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another worker"
+            handle.close()
+            raise LockHeldError(f"the store is locked by {holder}") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"worker {self.holder}\n")
+        handle.flush()
+        self._lock_file = handle
+
+    def release_lock(self) -> None:
+        if self._lock_file is not None:
+            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
+            self._lock_file.close()
+            self._lock_file = None
 
     # --- mailbox sync state ----------------------------------------------------------
 
