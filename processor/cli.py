@@ -14,6 +14,7 @@ from processor import __version__
 from processor.config import Config, load_config
 from processor.errors import ConfigError, LockHeldError, ProcessorError
 from processor.models import OUTCOMES
+from processor.staffcli import add_staff_commands, run_staff_command
 
 log = logging.getLogger("processor")
 
@@ -47,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
         "demo", help="run the worker over the bundled sample mailbox and print the log"
     )
     demo.add_argument("--out", type=Path, default=Path("demo-out"), help="working folder")
+    add_staff_commands(sub)
     return parser
 
 
@@ -82,6 +84,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def dispatch_command(args: argparse.Namespace, config: Config) -> int:
+    if (staff := run_staff_command(args, config)) is not None:
+        return staff
     if args.command == "run":
         return command_run(config, once=args.once, now=args.now)
     if args.command == "check":

@@ -1,22 +1,13 @@
-"""Helpers for the staff-tool tests: configs, requests, a seeded store, the real CLI.
-
-Run as `python -m tests.staff_support ...` it is the CLI with the staff commands
-added exactly as processor/cli.py wires them (for a checkout where that wiring is
-not there yet); `run_cli` uses the real `python -m processor` whenever it has them.
-"""
+"""Helpers for the staff-tool tests: configs, requests, a seeded store, the real CLI."""
 
 from __future__ import annotations
 
-import argparse
-import contextlib
-import io
 import os
 import subprocess
 import sys
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
-from functools import lru_cache
 from pathlib import Path
 
 from processor.models import Registration
@@ -165,53 +156,13 @@ def seed(
     return message_id
 
 
-@lru_cache(maxsize=1)
-def cli_has_staff_commands() -> bool:
-    from processor import cli
-
-    with contextlib.redirect_stderr(io.StringIO()):
-        try:
-            cli.build_parser().parse_args(["attendees", MEETING])
-        except SystemExit:
-            return False
-    return True
-
-
 def run_cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    module = "processor" if cli_has_staff_commands() else "tests.staff_support"
     env = {**os.environ, "TEST_IMAP_PASSWORD": "secret", "PROCESSOR_FAULTS": ""}
     return subprocess.run(
-        [sys.executable, "-m", module, "--config", str(config), *args],
+        [sys.executable, "-m", "processor", "--config", str(config), *args],
         capture_output=True,
         text=True,
         timeout=120,
         env=env,
         cwd=REPO,
     )
-
-
-def _main_with_staff_commands() -> int:
-    """processor.cli.main with the two wiring lines applied from outside."""
-    from processor import cli
-    from processor.config import Config
-    from processor.staffcli import add_staff_commands, run_staff_command
-
-    build_parser, dispatch_command = cli.build_parser, cli.dispatch_command
-
-    def wired_parser() -> argparse.ArgumentParser:
-        parser = build_parser()
-        sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        add_staff_commands(sub)
-        return parser
-
-    def wired_dispatch(args: argparse.Namespace, config: Config) -> int:
-        result = run_staff_command(args, config)
-        return dispatch_command(args, config) if result is None else result
-
-    cli.build_parser = wired_parser
-    cli.dispatch_command = wired_dispatch
-    return cli.main()
-
-
-if __name__ == "__main__":
-    raise SystemExit(_main_with_staff_commands())
