@@ -42,7 +42,16 @@ def build_parser() -> argparse.ArgumentParser:
     log_cmd = sub.add_parser("log", help="print the processed-requests log")
     log_cmd.add_argument("--format", choices=("table", "csv", "json"), default="table")
     log_cmd.add_argument("--meeting", help="only this meeting id")
-    log_cmd.add_argument("--status", choices=OUTCOMES, help="only this outcome")
+    log_cmd.add_argument(
+        "--status", "--outcome", dest="status", choices=OUTCOMES, help="only this outcome"
+    )
+    log_cmd.add_argument("--sender", help="only messages from this address")
+    log_cmd.add_argument(
+        "--since", type=local_datetime, help="received at or after (ISO date or date-time)"
+    )
+    log_cmd.add_argument(
+        "--until", type=local_datetime, help="received before (ISO date or date-time)"
+    )
 
     demo = sub.add_parser(
         "demo", help="run the worker over the bundled sample mailbox and print the log"
@@ -50,6 +59,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", type=Path, default=Path("demo-out"), help="working folder")
     add_staff_commands(sub)
     return parser
+
+
+def local_datetime(text: str) -> datetime:
+    """An ISO date or date-time; without a zone it is the machine's local time."""
+    moment = datetime.fromisoformat(text)
+    return moment if moment.tzinfo is not None else moment.astimezone()
 
 
 def config_path(arg: Path | None) -> Path:
@@ -93,7 +108,7 @@ def dispatch_command(args: argparse.Namespace, config: Config) -> int:
 
         return run_checks(config)
     if args.command == "log":
-        return command_log(config, args.format, args.meeting, args.status)
+        return command_log(config, args)
     raise AssertionError(args.command)
 
 
@@ -122,17 +137,24 @@ def command_run(config: Config, once: bool, now: datetime | None = None) -> int:
     return 0
 
 
-def command_log(config: Config, fmt: str, meeting: str | None, status: str | None) -> int:
+def command_log(config: Config, args: argparse.Namespace) -> int:
     from processor import stafflog
     from processor.store import Store
 
     store = Store(config.storage.path)
     try:
-        entries = stafflog.log_entries(store, meeting=meeting, status=status)
+        entries = stafflog.log_entries(
+            store,
+            meeting=args.meeting,
+            status=args.status,
+            sender=args.sender,
+            since=args.since,
+            until=args.until,
+        )
     finally:
         store.close()
     render = {"json": stafflog.as_json, "csv": stafflog.as_csv, "table": stafflog.as_table}
-    sys.stdout.write(render[fmt](entries))
-    if fmt != "csv":
+    sys.stdout.write(render[args.format](entries))
+    if args.format != "csv":
         sys.stdout.write("\n")
     return 0

@@ -6,6 +6,7 @@ import csv
 import io
 import json
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
 from processor.store import Store
@@ -44,10 +45,18 @@ TABLE_FIELDS = (
 
 
 def log_entries(
-    store: Store, meeting: str | None = None, status: str | None = None
+    store: Store,
+    meeting: str | None = None,
+    status: str | None = None,
+    sender: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
 ) -> list[dict[str, Any]]:
     entries = []
-    for row in store.log_rows(meeting_id=meeting, outcome=status):
+    rows = store.log_rows(
+        meeting_id=meeting, outcome=status, sender=sender, since=since, until=until
+    )
+    for row in rows:
         entry = {name: row.get(name) for name in FIELDS}
         entry["reply_sent"] = bool(row["reply_sent"])
         entry["invite_sent"] = bool(row["invite_sent"])

@@ -620,7 +620,12 @@ class Store:
     # --- the staff log ---------------------------------------------------------------
 
     def log_rows(
-        self, meeting_id: str | None = None, outcome: str | None = None
+        self,
+        meeting_id: str | None = None,
+        outcome: str | None = None,
+        sender: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
     ) -> list[dict[str, Any]]:
         sql = (
             "SELECT m.*, "
@@ -637,6 +642,15 @@ class Store:
         if outcome:
             sql += " AND m.outcome = ?"
             params.append(outcome)
+        if sender:
+            sql += " AND m.sender = ?"
+            params.append(sender.lower())
+        if since:
+            sql += " AND m.received_at >= ?"
+            params.append(_iso(since))
+        if until:
+            sql += " AND m.received_at < ?"
+            params.append(_iso(until))
         sql += " ORDER BY m.id"
         return [dict(r) for r in self.db.execute(sql, params).fetchall()]
 

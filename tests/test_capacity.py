@@ -160,3 +160,25 @@ def test_it_sends_each_reminder_once_even_across_restarts(tmp_path: Path) -> Non
         "<cap-1@residents.example>",
         "<cap-2@residents.example>",
     }
+
+
+def test_it_filters_the_log_by_sender_outcome_and_date(tmp_path: Path) -> None:
+    config = setup(tmp_path, capacity=1)
+    deliver(tmp_path, 1, "Ann <ann@r.example>", "I'll come in person on 10 December.\n\nAnn")
+    deliver(tmp_path, 2, "Ben <ben@r.example>", "Can I attend in person on 10 December?\n\nBen")
+    deliver(tmp_path, 30, "Ann <ann@r.example>", "Please cancel my place.\n\nAnn")
+    cli(config, "run", "--once", "--now", NOW)
+
+    def senders(*args: str) -> list[str]:
+        rows = json.loads(cli(config, "log", "--format", "json", *args))
+        return [f"{row['sender']}:{row['outcome']}" for row in rows]
+
+    assert senders("--sender", "ANN@r.example") == [
+        "ann@r.example:confirmed",
+        "ann@r.example:cancelled",
+    ]
+    assert senders("--outcome", "waitlisted") == ["ben@r.example:waitlisted"]
+    assert senders("--since", "2026-11-30T10:30:00+00:00") == ["ann@r.example:cancelled"]
+    assert senders("--until", "2026-11-30T10:02:00+00:00") == ["ann@r.example:confirmed"]
+    csv_text = cli(config, "log", "--format", "csv", "--meeting", "dec")
+    assert csv_text.splitlines()[0].startswith("message_id,received_at,sender,name,intent")
