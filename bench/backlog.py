@@ -1,0 +1,140 @@
+"""Backlog throughput: `run --once` over N waiting requests against the I/O floor.
+
+Starts Dovecot, aiosmtpd and the Graph fake; loads N simple online requests; times the
+real CLI end to end (a subprocess, start-up included). Then, in the same run and on
+the same servers, times the I/O floor for the same work: a raw imapclient fetch of
+the N messages (BODY.PEEK[] in chunks), the N replies the worker sent, resent over one
+SMTP connection, and one UID MOVE of all of them. `--profile` also runs the CLI once
+more under cProfile over a fresh backlog and prints the top 25 cumulative entries.
+
+Run: .venv/bin/python bench/backlog.py [--n 2000] [--profile]
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import pstats
+import smtplib
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _servers import NOW, Servers, cli_command, cli_env, load_requests, servers
+
+CHUNK = 100  # the worker's default mailbox.fetch_chunk
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=2000, help="requests in the backlog")
+    parser.add_argument("--profile", action="store_true", help="also profile one run")
+    parser.add_argument("--profile-out", type=Path, help="keep the cProfile data here")
+    args = parser.parse_args()
+
+    with servers() as env:
+        print(f"backlog: N={args.n} requests, graph {'on' if env.graph else 'off'}")
+        load_requests(env.dovecot, range(args.n))
+        elapsed = run_once(env)
+        check_outcome(env, args.n)
+        fetch, smtp, move, sent = io_floor(env, args.n)
+
+    floor = fetch + smtp + move
+    print(f"run --once      {elapsed:7.2f} s   {args.n / elapsed:7.0f} msg/s")
+    print(
+        f"I/O floor       {floor:7.2f} s   {args.n / floor:7.0f} msg/s"
+        f"   (fetch {fetch:.2f} s, smtp {smtp:.2f} s, move {move:.2f} s)"
+    )
+    print(f"ratio           {elapsed / floor:7.2f} x   (target <= 2x)")
+    print(f"(for scale: APPENDing the N Sent copies, which SMTP needs, takes {sent:.2f} s)")
+
+    if args.profile:
+        profile(args.n, args.profile_out)
+
+
+def run_once(env: Servers, *, profile_to: Path | None = None) -> float:
+    command = cli_command(env.config, "run", "--once", "--now", NOW)
+    if profile_to is not None:
+        command[1:3] = ["-m", "cProfile", "-o", str(profile_to), "-m", "processor"]
+    started = time.perf_counter()
+    result = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=900)
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        sys.exit(f"run --once failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return elapsed
+
+
+def check_outcome(env: Servers, n: int) -> None:
+    """The timing means nothing unless the work was done: N replies, N filed."""
+    log = subprocess.run(
+        cli_command(env.config, "log", "--format", "json"),
+        capture_output=True,
+        text=True,
+        env=cli_env(),
+        timeout=120,
+    )
+    outcomes = Counter(row["outcome"] for row in json.loads(log.stdout))
+    filed = len(env.dovecot.uids("Processed"))
+    print(f"outcomes {dict(outcomes)}; replies received {len(env.smtpd.messages)}; filed {filed}")
+    if len(env.smtpd.messages) != n or filed != n:
+        print("warning: the run did not finish the whole backlog")
+    if env.graph is not None:
+        patches = env.graph.requests("PATCH", "/events/")
+        print(f"Graph PATCHes {len(patches)}; schema errors {len(env.graph.validation_errors())}")
+
+
+def io_floor(env: Servers, n: int) -> tuple[float, float, float, float]:
+    """The same I/O done directly: fetch, send the same replies, move; and Sent copies."""
+    client = env.imap()
+    try:
+        client.create_folder("Floor")  # set-up, untimed: the worker's folders exist too
+        client.create_folder("FloorSent")
+        started = time.perf_counter()
+        client.select_folder("Processed")
+        uids = sorted(client.search("ALL"))
+        for start in range(0, len(uids), CHUNK):
+            data = client.fetch(uids[start : start + CHUNK], ["BODY.PEEK[]"])
+            assert all(b"BODY[]" in item for item in data.values())
+            del data
+        fetch = time.perf_counter() - started
+
+        replies = [(m.mail_from, list(m.rcpt_tos), m.raw) for m in env.smtpd.messages]
+        started = time.perf_counter()
+        with smtplib.SMTP(env.smtpd.host, env.smtpd.port, timeout=30) as smtp:
+            for sender, recipients, raw in replies:
+                smtp.sendmail(sender, recipients, raw)
+        smtp_time = time.perf_counter() - started
+
+        started = time.perf_counter()
+        client.move(uids, "Floor")
+        move = time.perf_counter() - started
+
+        started = time.perf_counter()
+        for _, _, raw in replies:
+            client.append("FloorSent", raw, flags=[b"\\Seen"])
+        sent = time.perf_counter() - started
+    finally:
+        client.logout()
+    assert len(uids) == n, f"expected {n} messages in Processed, found {len(uids)}"
+    return fetch, smtp_time, move, sent
+
+
+def profile(n: int, keep: Path | None) -> None:
+    with servers() as env:
+        load_requests(env.dovecot, range(n))
+        out = keep.resolve() if keep is not None else env.dir / "run.prof"
+        elapsed = run_once(env, profile_to=out)
+        text = io.StringIO()
+        stats = pstats.Stats(str(out), stream=text)
+        stats.sort_stats(pstats.SortKey.CUMULATIVE).print_stats(25)
+        print(f"\nprofile of run --once over N={n} ({elapsed:.2f} s under cProfile):")
+        print(text.getvalue())
+
+
+if __name__ == "__main__":
+    main()
