@@ -2,7 +2,8 @@
 
 `PROCESSOR_FAULTS="after_decision=kill"` makes the worker SIGKILL itself when it
 passes that point; `after_send=kill:3` on the third pass; `understand=raise:<text>`
-raises there for subjects (Message-IDs) containing <text>. Unset in production,
+raises there for subjects (Message-IDs) containing <text>, and `hang:<text>` sleeps
+there for an hour. Unset in production,
 each point costs one dict lookup.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections import Counter
 
 POINTS = (
@@ -44,3 +46,5 @@ def point(name: str, subject: str = "") -> None:
             os.kill(os.getpid(), signal.SIGKILL)
     elif verb == "raise" and argument in subject:
         raise InjectedFault(f"fault injected at {name}")
+    elif verb == "hang" and argument in subject:
+        time.sleep(3600)

@@ -48,6 +48,7 @@ from processor.ports import Calendar, Mailbox, MessageRef, Transport
 from processor.reading import read_message
 from processor.reminders import enqueue_reminders
 from processor.store import NewOutboxItem, Store
+from processor.timelimit import time_limit
 from processor.understand import merge_requests, understand
 
 log = logging.getLogger(__name__)
@@ -186,8 +187,9 @@ def decide_and_enqueue(svc: Services, message_id: str) -> None:
         )
         return
     try:
-        faults.point("understand", message_id)
-        _, request, decision = understand_and_decide(svc, email)
+        with time_limit(svc.config.worker.understand_timeout, "Understanding the message"):
+            faults.point("understand", message_id)
+            _, request, decision = understand_and_decide(svc, email)
         outbox = plan_effects(svc, email, request, decision)
         promoted, promotion_items = promotion_effects(
             svc.config,

@@ -150,3 +150,91 @@ def test_it_gives_bad_input_an_outcome_and_goes_on(
         ("ann@residents.example",),
         ("after@residents.example",),
     }
+
+
+def test_it_refers_a_message_that_takes_too_long_and_goes_on(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    dovecot.append(
+        "INBOX",
+        request(1, "Slow <slow@residents.example>", "Attending", "Online please, 10 December."),
+    )
+    dovecot.append(
+        "INBOX",
+        request(
+            2,
+            "Next <next@residents.example>",
+            "Attending",
+            "I'd like to join online on 10 December.\n\nNext",
+        ),
+    )
+    config = write_config(tmp_path, dovecot, smtpd)
+    config.write_text(
+        config.read_text().replace("[worker]\n", "[worker]\nunderstand_timeout = 1.0\n")
+    )
+
+    result = run_cli(config, "run", "--once", "--now", NOW, faults="understand=hang:e2e-1")
+
+    assert result.returncode == 0, result.stderr
+    log = staff_log(config)
+    assert log["<e2e-1@residents.example>"]["outcome"] == "referred"
+    assert "longer than 1 s" in log["<e2e-1@residents.example>"]["reason"]
+    assert log["<e2e-2@residents.example>"]["outcome"] == "confirmed"
+    assert len(dovecot.uids("Review")) == 1
+
+
+def test_it_keeps_replies_waiting_while_smtp_is_down_and_sends_them_once(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    for n in (1, 2, 3):
+        dovecot.append(
+            "INBOX",
+            request(
+                n,
+                f"R{n} <r{n}@residents.example>",
+                "Attending",
+                f"Please send me the Teams link for 10 December.\n\nR{n}",
+            ),
+        )
+    config = write_config(tmp_path, dovecot, smtpd)
+    smtpd.stop()
+    result = run_cli(config, "run", "--once", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+    assert [row["reply_sent"] for row in staff_log(config).values()] == [False] * 3
+    assert dovecot.uids("INBOX") == []  # decided and filed; the replies wait in the outbox
+
+    smtpd.start()
+    smtpd.fail_next(1, "451 4.3.0 Try again later")
+    for hour in (12, 13):  # the 451 postpones one reply (with backoff); a later cycle sends it
+        run_cli(config, "run", "--once", "--now", f"2026-12-01T{hour}:00:00+00:00")
+    assert sorted(m.rcpt_tos[0] for m in smtpd.messages) == [
+        "r1@residents.example",
+        "r2@residents.example",
+        "r3@residents.example",
+    ]
+    assert [row["reply_sent"] for row in staff_log(config).values()] == [True] * 3
+
+
+def test_it_loses_nothing_when_imap_is_down_and_comes_back(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    for n in (1, 2):
+        dovecot.append(
+            "INBOX",
+            request(
+                n,
+                f"R{n} <r{n}@residents.example>",
+                "Attending",
+                f"Please send me the Teams link for 10 December.\n\nR{n}",
+            ),
+        )
+    config = write_config(tmp_path, dovecot, smtpd)
+    dovecot.stop()
+    result = run_cli(config, "run", "--once", "--now", NOW)
+    assert result.returncode == 1
+    assert "error:" in result.stderr
+    dovecot.start()
+    result = run_cli(config, "run", "--once", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+    assert len(smtpd.messages) == 2
+    assert dovecot.uids("INBOX") == []

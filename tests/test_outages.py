@@ -1,0 +1,63 @@
+"""Outages in the middle of a cycle: the IMAP connection dropped mid-fetch loses nothing."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+
+import pytest
+
+from processor.config import load_config
+from processor.errors import TransientError
+from processor.pipeline import run_cycle
+from processor.ports import MessageRef
+from processor.worker import build_services
+from tests.plugins.dovecot import Dovecot
+from tests.plugins.smtpd import SmtpServer
+from tests.support import NOW, request, staff_log, write_config
+
+
+def test_it_loses_nothing_when_imap_drops_mid_fetch(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for n in range(1, 7):
+        dovecot.append(
+            "INBOX",
+            request(
+                n,
+                f"R{n} <r{n}@residents.example>",
+                "Attending",
+                f"Please send me the Teams link for 10 December.\n\nR{n}",
+            ),
+        )
+    config_path = write_config(tmp_path, dovecot, smtpd, mailbox_extra="fetch_chunk = 2")
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "secret")
+    config = load_config(config_path)
+    svc = build_services(config, clock=lambda: datetime.fromisoformat(NOW))
+    real_fetch = svc.mailbox.fetch
+
+    def fetch_then_die(refs: Sequence[MessageRef]) -> Iterator[tuple[MessageRef, bytes]]:
+        for index, item in enumerate(real_fetch(refs)):
+            yield item
+            if index == 2:
+                dovecot.stop()  # the server goes away with three messages handled
+
+    monkeypatch.setattr(svc.mailbox, "fetch", fetch_then_die)
+    with pytest.raises(TransientError):
+        run_cycle(svc)
+    svc.mailbox.close()
+    svc.store.close()
+
+    dovecot.start()
+    svc = build_services(config, clock=lambda: datetime.fromisoformat(NOW))
+    report = run_cycle(svc)
+    svc.mailbox.close()
+    svc.store.close()
+
+    assert report.errors == []
+    assert len(staff_log(config_path)) == 6
+    assert sorted(m.rcpt_tos[0] for m in smtpd.messages) == [
+        f"r{n}@residents.example" for n in range(1, 7)
+    ]
+    assert dovecot.uids("INBOX") == []
