@@ -41,10 +41,15 @@ def find_message(store: Store, ref: str) -> dict[str, Any] | None:
 
 
 def review_queue(store: Store) -> list[dict[str, Any]]:
-    """Referred messages no member of staff has decided yet, oldest first."""
+    """Referred messages no member of staff has decided yet, and messages whose reply or
+    Teams change was given up on (dead letters), oldest first."""
     rows = store.db.execute(
-        "SELECT id, message_id, received_at, sender, name, subject, meeting_id, reason, rule "
-        "FROM messages WHERE outcome = 'referred' AND rule NOT LIKE ? ORDER BY id",
+        "SELECT id, message_id, received_at, sender, name, subject, meeting_id, "
+        "CASE WHEN outcome = 'referred' THEN reason "
+        "ELSE 'Gave up sending: ' || COALESCE(error, 'see retry') END AS reason, rule "
+        "FROM messages m WHERE (outcome = 'referred' AND rule NOT LIKE ?) "
+        "OR EXISTS (SELECT 1 FROM outbox o WHERE o.message_id = m.message_id "
+        "AND o.state = 'failed') ORDER BY id",
         (STAFF_RULE_PREFIX + "%",),
     ).fetchall()
     return [dict(r) for r in rows]

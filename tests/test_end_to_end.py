@@ -238,3 +238,29 @@ def test_it_loses_nothing_when_imap_is_down_and_comes_back(
     assert result.returncode == 0, result.stderr
     assert len(smtpd.messages) == 2
     assert dovecot.uids("INBOX") == []
+
+
+def test_it_puts_a_reply_it_gave_up_on_in_front_of_staff(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    dovecot.append(
+        "INBOX",
+        request(
+            1,
+            "Gone <gone@residents.example>",
+            "Attending",
+            "Please send me the Teams link for 10 December.",
+        ),
+    )
+    config = write_config(tmp_path, dovecot, smtpd)
+    smtpd.fail_next(1, "550 5.1.1 No such user", stage="rcpt")
+
+    assert run_cli(config, "run", "--once", "--now", NOW).returncode == 0
+
+    row = staff_log(config)["<e2e-1@residents.example>"]
+    assert (row["outcome"], row["reply_sent"]) == ("confirmed", False)
+    assert "550" in row["error"]
+    queue = run_cli(config, "review", "list", "--format", "json")
+    assert queue.returncode == 0, queue.stderr
+    assert "Gave up sending" in queue.stdout
+    assert "gone@residents.example" in queue.stdout
