@@ -9,7 +9,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 
-from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.schedulers.background import BackgroundScheduler
 
 from processor.auth import TokenProvider
 from processor.config import Config
@@ -105,43 +105,65 @@ def run_once(svc: Services) -> CycleReport:
         svc.mailbox.close()
 
 
+def run_cycle_logged(svc: Services) -> None:
+    """One cycle for the long-running worker: a failed cycle is logged, never fatal."""
+    try:
+        report = run_cycle(svc)
+        log.info(
+            "cycle: %d seen, %d decided, %d replies, %d Teams changes, %d filed",
+            report.seen,
+            report.decided,
+            report.replies_sent,
+            report.calendar_changes,
+            report.filed,
+        )
+        for error in report.errors:
+            log.warning("%s", error)
+    except LockHeldError as exc:
+        log.warning("skipping this cycle: %s", exc)
+    except ProcessorError as exc:
+        log.error("cycle failed, retrying at the next poll: %s", exc)
+        svc.mailbox.close()  # reconnect next time
+
+
 def run_forever(svc: Services) -> None:
-    """An APScheduler interval job; SIGTERM/SIGINT stop it between messages."""
-    scheduler = BlockingScheduler(timezone=UTC)
+    """Poll on an APScheduler interval job (and wake on IMAP IDLE) until SIGTERM/SIGINT.
 
-    def cycle() -> None:
-        try:
-            report = run_cycle(svc)
-            log.info(
-                "cycle: %d seen, %d decided, %d replies, %d filed",
-                report.seen,
-                report.decided,
-                report.replies_sent,
-                report.filed,
-            )
-        except LockHeldError as exc:
-            log.warning("skipping this cycle: %s", exc)
-        except ProcessorError as exc:
-            log.error("cycle failed: %s", exc)
-            svc.mailbox.close()  # reconnect next time
+    The cycles themselves run here, in the main thread: the understanding time limit
+    is a SIGALRM timer, which only the main thread can take. The scheduler's job and
+    the IDLE watcher only say that a cycle is due; a signal stops between messages.
+    """
+    from processor.push import start_push
 
-    def stop(signum: int, frame: FrameType | None) -> None:
-        log.info("signal %d: stopping after the current message", signum)
-        svc.stop.set()
-        threading.Thread(target=scheduler.shutdown, kwargs={"wait": True}).start()
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
+    due = threading.Event()
+    scheduler = BackgroundScheduler(timezone=UTC)
     scheduler.add_job(
-        cycle,
+        due.set,
         "interval",
         seconds=svc.config.worker.poll_seconds,
         max_instances=1,
         coalesce=True,
         next_run_time=datetime.now(UTC),
     )
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        log.info("signal %d: stopping after the current message", signum)
+        svc.stop.set()
+        due.set()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    scheduler.start()
+    watcher = start_push(svc.config, wake=due.set, stop=svc.stop)
     try:
-        scheduler.start()
+        while not svc.stop.is_set():
+            due.wait()
+            due.clear()
+            if not svc.stop.is_set():
+                run_cycle_logged(svc)
     finally:
+        scheduler.shutdown(wait=False)
+        if watcher is not None:
+            watcher.join(timeout=5)
         svc.mailbox.close()
         svc.store.close()
