@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from processor import faults
 from processor.errors import PermanentError, TransientError
 from processor.models import Meeting
-from processor.ports import Attendee, KeepsSentCopies
+from processor.ports import Attendee, EventRef, KeepsSentCopies
 from processor.store import OutboxItem
 
 if TYPE_CHECKING:
@@ -68,6 +68,7 @@ def dispatch_calendar(svc: Services, report: CycleReport) -> None:
     for item in svc.store.due_outbox(svc.clock(), CALENDAR_KINDS):
         if item.meeting_id:
             by_meeting[item.meeting_id].append(item)
+    refresh_changed_events(svc, report, skip=set(by_meeting))
     for meeting_id, items in by_meeting.items():
         meeting = svc.config.meeting(meeting_id)
         if meeting is None:
@@ -75,23 +76,42 @@ def dispatch_calendar(svc: Services, report: CycleReport) -> None:
             continue
         svc.store.claim([i.id for i in items])
         try:
-            known = svc.store.event(meeting_id)
-            fingerprint = meeting_fingerprint(meeting)
-            event = known[0] if known else None
-            if known is None or known[1] != fingerprint:
-                event = svc.calendar.ensure_event(meeting, event)
-                svc.store.save_event(meeting_id, event, fingerprint)
-            assert event is not None
+            event = current_event(svc, meeting)
             add, remove = net_changes(items)
             event = svc.calendar.update_attendees(event, add, remove)
             faults.point("after_calendar")
-            svc.store.save_event(meeting_id, event, fingerprint)
+            svc.store.save_event(meeting_id, event, meeting_fingerprint(meeting))
             svc.store.finish([i.id for i in items])
             report.calendar_changes += len(items)
         except (TransientError, PermanentError) as exc:
             log.warning("Teams update for %s failed: %s", meeting_id, exc)
             report.errors.append(f"calendar {meeting_id}: {exc}")
             record_failure(svc, items, exc)
+
+
+def current_event(svc: Services, meeting: Meeting) -> EventRef:
+    """The meeting's event, created (same transactionId on a retry) or brought up to date."""
+    assert svc.calendar is not None
+    known = svc.store.event(meeting.id)
+    fingerprint = meeting_fingerprint(meeting)
+    if known is not None and known[1] == fingerprint:
+        return known[0]
+    event = svc.calendar.ensure_event(meeting, known[0] if known else None)
+    svc.store.save_event(meeting.id, event, fingerprint)
+    return event
+
+
+def refresh_changed_events(svc: Services, report: CycleReport, skip: set[str]) -> None:
+    """A meeting whose time, title or venue changed in config gets its event updated."""
+    for meeting in svc.config.meetings:
+        known = svc.store.event(meeting.id)
+        if meeting.id in skip or known is None or known[1] == meeting_fingerprint(meeting):
+            continue
+        try:
+            current_event(svc, meeting)
+            log.info("updated the Teams event of %s to match the config", meeting.id)
+        except (TransientError, PermanentError) as exc:
+            report.errors.append(f"calendar {meeting.id}: {exc}")
 
 
 def net_changes(items: Sequence[OutboxItem]) -> tuple[list[Attendee], list[str]]:

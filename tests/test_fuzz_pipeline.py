@@ -81,7 +81,11 @@ def run_mailbox(root: Path, raws: list[bytes]) -> list[str]:
 
 
 # FUZZ_EXAMPLES=5000 for a long run; the default keeps `make test` quick.
-@settings(max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")), deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(
+    max_examples=int(os.environ.get("FUZZ_EXAMPLES", "60")),
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(st.lists(messages(), min_size=1, max_size=4))
 def test_it_gives_every_message_an_outcome_whatever_the_bytes(raws: list[bytes]) -> None:
     with tempfile.TemporaryDirectory() as folder:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.graphfake import GraphFake
@@ -145,3 +146,25 @@ def test_it_rides_out_throttling_and_conflicts_without_losing_or_doubling_anyone
     assert result.returncode == 0, result.stderr
     assert len(graph_fake.attendees(ORGANISER, event["id"])) == 8
     assert max(attendee_adds(graph_fake).values()) == 1
+
+
+def test_it_moves_the_teams_event_when_the_meeting_changes_in_config(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, graph_fake: GraphFake
+) -> None:
+    dovecot.append("INBOX", online(1))
+    config = write_config(tmp_path, dovecot, smtpd, graph_fake)
+    assert run_cli(config, "run", "--once", "--now", NOW).returncode == 0
+    config.write_text(
+        config.read_text()
+        .replace("start = 2026-12-10T18:30:00", "start = 2026-12-10T19:00:00")
+        .replace("end = 2026-12-10T20:30:00", "end = 2026-12-10T21:00:00")
+    )
+
+    result = run_cli(config, "run", "--once", "--now", NOW)
+
+    assert result.returncode == 0, result.stderr
+    (event,) = graph_fake.user_events(ORGANISER)
+    assert event["_start"].astimezone(UTC) == datetime(2026, 12, 10, 19, 0, tzinfo=UTC)
+    assert graph_fake.attendees(ORGANISER, event["id"]) == ["resident1@residents.example"]
+    patches = [c.json() for c in graph_fake.requests("PATCH", "/events/")]
+    assert "attendees" not in patches[-1]  # the time change does not touch the attendees
