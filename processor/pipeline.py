@@ -22,7 +22,7 @@ import threading
 import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from processor import faults
 from processor.classify import classify
@@ -260,7 +260,8 @@ def plan_effects(
     )
     if reply is not None:
         budget = svc.config.committee.replies_per_sender_per_day
-        sent = svc.store.replies_since(email.reply_to, svc.clock() - timedelta(days=1))
+        # The loop guard counts in real time, like the store's own timestamps.
+        sent = svc.store.replies_since(email.reply_to, datetime.now(UTC) - timedelta(days=1))
         if sent < budget:
             items.append(reply_item(reply, email.reply_to))
         else:

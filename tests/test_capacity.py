@@ -182,3 +182,58 @@ def test_it_filters_the_log_by_sender_outcome_and_date(tmp_path: Path) -> None:
     assert senders("--until", "2026-11-30T10:02:00+00:00") == ["ann@r.example:confirmed"]
     csv_text = cli(config, "log", "--format", "csv", "--meeting", "dec")
     assert csv_text.splitlines()[0].startswith("message_id,received_at,sender,name,intent")
+
+
+def deliver_reply(tmp_path: Path, n: int, sender: str, body: str, in_reply_to: str) -> None:
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = "committee@council.example.gov.uk"
+    message["Subject"] = "Re: Committee meeting"
+    message["Date"] = format_datetime(datetime(2026, 11, 30, 11, n, tzinfo=UTC))
+    message["Message-ID"] = f"<cap-{n}@residents.example>"
+    message["In-Reply-To"] = in_reply_to
+    message["References"] = in_reply_to
+    message.set_content(body)
+    box = mailbox.Maildir(tmp_path / "maildir", create=False)
+    key = box.add(message.as_bytes())
+    os.utime(tmp_path / "maildir" / "new" / key, (1_790_000_100 + n, 1_790_000_100 + n))
+
+
+def test_it_completes_a_request_when_the_resident_answers_our_question(tmp_path: Path) -> None:
+    config = setup(tmp_path, capacity=5)
+    deliver(tmp_path, 1, "Ann <ann@r.example>", "I'd like to attend the meeting on 10 December.")
+    cli(config, "run", "--once", "--now", NOW)
+    (question,) = replies(tmp_path)
+    assert outcomes(config) == {"ann:attend": "clarification_requested"}
+
+    deliver_reply(
+        tmp_path,
+        2,
+        "Ann <ann@r.example>",
+        "Online please.\n\nAnn",
+        in_reply_to=question["Message-ID"],
+    )
+    cli(config, "run", "--once", "--now", NOW)
+
+    rows = json.loads(cli(config, "log", "--format", "json"))
+    assert [(r["outcome"], r["mode"], r["meeting_id"]) for r in rows] == [
+        ("clarification_requested", None, "dec"),
+        ("confirmed", "online", "dec"),
+    ]
+
+
+def test_it_stops_replying_to_a_sender_past_the_daily_budget(tmp_path: Path) -> None:
+    config = setup(tmp_path, capacity=5)
+    config.write_text(
+        config.read_text().replace(
+            'address = "committee@council.example.gov.uk"',
+            'address = "committee@council.example.gov.uk"\nreplies_per_sender_per_day = 2',
+        )
+    )
+    for n in range(1, 6):
+        deliver(tmp_path, n, "Loop <loop@r.example>", f"Question number {n} about the meeting?")
+    cli(config, "run", "--once", "--now", NOW)
+    assert len(replies(tmp_path)) == 2
+    rows = json.loads(cli(config, "log", "--format", "json"))
+    assert len(rows) == 5
+    assert [r["reply_sent"] for r in rows] == [True, True, False, False, False]
