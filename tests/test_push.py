@@ -87,14 +87,16 @@ def stop() -> Iterator[threading.Event]:
     event.set()
 
 
-def watch(server: Dovecot, tmp_path: Path, stop: threading.Event, wakes: Wakes) -> IdleWatcher:
+def watch(
+    server: Dovecot, tmp_path: Path, stop: threading.Event, wakes: Wakes, timeout: float = 1.0
+) -> IdleWatcher:
     config = mailbox_config(server, tmp_path)
 
     def connect() -> IdleMailbox:
         return ImapIdleMailbox(config)
 
-    # A short IDLE so the thread notices `stop` quickly at the end of the test.
-    watcher = IdleWatcher(connect, wakes, stop, timeout=1.0)
+    # A short IDLE by default so the thread notices `stop` quickly at the end of the test.
+    watcher = IdleWatcher(connect, wakes, stop, timeout=timeout)
     watcher.start()
     return watcher
 
@@ -119,6 +121,22 @@ def test_it_wakes_the_worker_within_a_second_of_an_append(
     stop.set()
     watcher.join(timeout=5.0)
     assert not watcher.is_alive()
+
+
+def test_it_halts_at_once_in_the_middle_of_a_long_idle(
+    dovecot: Dovecot, tmp_path: Path, stop: threading.Event
+) -> None:
+    wakes = Wakes()
+    watcher = watch(dovecot, tmp_path, stop, wakes, timeout=600.0)
+    assert wait_until(lambda: watcher.supported is True, 5.0)
+    time.sleep(0.2)
+
+    started = time.monotonic()
+    watcher.halt()
+    watcher.join(timeout=5.0)
+    assert not watcher.is_alive()
+    assert time.monotonic() - started < 1.0
+    assert wakes.count == 0
 
 
 def test_it_does_not_wake_while_nothing_arrives(
