@@ -150,7 +150,7 @@ def dispatch_replies(svc: Services, report: CycleReport) -> None:
                     if isinstance(exc, TransientError):
                         break  # the server is unwell: the rest wait for the next cycle
                     continue
-                keep_sent_copy(svc, message)
+                keep_sent_copy(svc, message, item.payload)
                 faults.point("after_send")
                 svc.store.finish([item.id])
                 report.replies_sent += 1
@@ -161,7 +161,7 @@ def dispatch_replies(svc: Services, report: CycleReport) -> None:
         log.warning("reply transport unavailable: %s", exc)
 
 
-def keep_sent_copy(svc: Services, message: EmailMessage) -> None:
+def keep_sent_copy(svc: Services, message: EmailMessage, raw: bytes) -> None:
     """After an SMTP send, file a copy in Sent: the record `already_sent` looks for.
 
     A crash between the server's acceptance and this APPEND is the one window in which
@@ -170,7 +170,7 @@ def keep_sent_copy(svc: Services, message: EmailMessage) -> None:
     if isinstance(svc.transport, KeepsSentCopies):
         return
     try:
-        svc.mailbox.append_sent(message.as_bytes())
+        svc.mailbox.append_sent(raw)  # the bytes sent: no second flattening
     except (TransientError, PermanentError) as exc:
         log.warning("could not file a Sent copy of %s: %s", message["Message-ID"], exc)
 
@@ -184,6 +184,9 @@ def already_sent(svc: Services, item: OutboxItem) -> bool:
 
 
 def parse_reply(payload: bytes) -> EmailMessage:
-    message = message_from_bytes(payload, policy=policy.SMTP)
+    # compat32 keeps headers as plain strings: the modern policy re-parses a header on
+    # every access, which was a third of the CPU per reply (bench/backlog.py --profile),
+    # and the message is only handed on, never inspected.
+    message = message_from_bytes(payload, _class=EmailMessage, policy=policy.compat32)
     assert isinstance(message, EmailMessage)
     return message

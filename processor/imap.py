@@ -47,6 +47,7 @@ class ImapMailbox:
         self._client: IMAPClient | None = None
         self._uidvalidity = ""
         self._listed_under = ""  # the UIDVALIDITY of the last listing: refs' validity
+        self._known_folders: set[str] = set()  # checked to exist on this connection
 
     # --- Mailbox ----------------------------------------------------------------------
 
@@ -115,6 +116,7 @@ class ImapMailbox:
 
     def close(self) -> None:
         client, self._client = self._client, None
+        self._known_folders = set()
         if client is None:
             return
         try:
@@ -131,7 +133,9 @@ class ImapMailbox:
         client = self._connected()
         folder = self._config.sent_folder
         with self._translated(f"appending to {folder}"):
-            self._ensure_folder(client, folder)
+            if folder not in self._known_folders:  # one LIST per connection, not per reply
+                self._ensure_folder(client, folder)
+                self._known_folders.add(folder)
             client.append(folder, raw, flags=[SEEN])
 
     def find_in_sent(self, message_id: str) -> bool:
@@ -334,6 +338,7 @@ class ImapMailbox:
     def _drop(self) -> None:
         """Forget a broken connection; the next call reconnects."""
         client, self._client = self._client, None
+        self._known_folders = set()
         if client is not None:
             with suppress(OSError):
                 client.shutdown()

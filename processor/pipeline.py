@@ -90,12 +90,12 @@ def run_cycle(svc: Services) -> CycleReport:
         token, refs = take_inventory(svc)
         report.seen = len(refs)
         to_file: dict[str, list[tuple[MessageRef, str]]] = {"processed": [], "review": []}
-        for ref, message_id in fetch_and_store(svc, token, refs):
+        for ref, message_id, email in fetch_and_store(svc, token, refs):
             if svc.stop.is_set():
                 break
             stored = svc.store.message(message_id)
             if stored is not None and stored.state == "stored":
-                decide_and_enqueue(svc, message_id)
+                decide_and_enqueue(svc, message_id, email)
                 report.decided += 1
                 stored = svc.store.message(message_id)
             if stored is not None and stored.destination in to_file:
@@ -124,25 +124,27 @@ def take_inventory(svc: Services) -> tuple[str, list[MessageRef]]:
 
 def fetch_and_store(
     svc: Services, token: str, refs: list[MessageRef]
-) -> Iterator[tuple[MessageRef, str]]:
+) -> Iterator[tuple[MessageRef, str, InboundEmail | None]]:
     """Yield (ref, Message-ID) once each message's raw bytes are safely in the store."""
     limit = svc.config.mailbox.max_message_bytes
     wanted: list[MessageRef] = []
     for ref in refs:
         known = svc.store.message_at(token, ref.key)
         if known is not None and known.state != "stored":
-            yield ref, known.message_id  # decided before a crash or a failed move
+            yield ref, known.message_id, None  # decided before a crash or a failed move
         elif ref.size > limit:
             # Never downloaded whole: the header is enough to tell staff who sent it.
             header = svc.mailbox.fetch_header(ref)
-            yield ref, store_one(svc, token, ref, header, complete=False)
+            yield ref, *store_one(svc, token, ref, header, complete=False)
         else:
             wanted.append(ref)
     for ref, raw in svc.mailbox.fetch(wanted):
-        yield ref, store_one(svc, token, ref, raw, complete=True)
+        yield ref, *store_one(svc, token, ref, raw, complete=True)
 
 
-def store_one(svc: Services, token: str, ref: MessageRef, raw: bytes, complete: bool) -> str:
+def store_one(
+    svc: Services, token: str, ref: MessageRef, raw: bytes, complete: bool
+) -> tuple[str, InboundEmail]:
     email = read_message(raw)
     svc.store.store_raw(
         message_id=email.message_id,
@@ -158,14 +160,15 @@ def store_one(svc: Services, token: str, ref: MessageRef, raw: bytes, complete: 
         subject=email.subject,
     )
     faults.point("after_store_raw")
-    return email.message_id
+    return email.message_id, email
 
 
-def decide_and_enqueue(svc: Services, message_id: str) -> None:
+def decide_and_enqueue(svc: Services, message_id: str, email: InboundEmail | None = None) -> None:
     """Steps 4 to 7 for one stored message; any failure refers it to staff."""
     stored = svc.store.message(message_id)
     assert stored is not None and stored.raw is not None
-    email = read_message(stored.raw)
+    if email is None:  # read at store time in this cycle, else read back (after a crash)
+        email = read_message(stored.raw)
     attempts = svc.store.count_attempt(message_id)
     if attempts > MAX_MESSAGE_ATTEMPTS:
         refer(

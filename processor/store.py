@@ -113,6 +113,11 @@ MIGRATIONS: tuple[str, ...] = (
         detail TEXT NOT NULL DEFAULT ''
     );
     """,
+    # 2: the reply budget is counted per message; without this every count scanned
+    # the whole outbox, so a backlog of N took O(N^2) (bench/backlog.py --profile)
+    """
+    CREATE INDEX outbox_recipient ON outbox(recipient, kind, created_at);
+    """,
 )
 
 

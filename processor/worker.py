@@ -164,6 +164,7 @@ def run_forever(svc: Services) -> None:
     finally:
         scheduler.shutdown(wait=False)
         if watcher is not None:
+            watcher.halt()  # cut its IDLE short: it may be 20 minutes from returning
             watcher.join(timeout=5)
         svc.mailbox.close()
         svc.store.close()
