@@ -5,8 +5,9 @@
 For each named fault point it runs `--trials` scenarios (each a fresh Dovecot,
 aiosmtpd and Graph fake with `--count` requests), killing the worker at the 1st, 2nd,
 3rd... pass of the point until it gets through, then one clean run; `--random`
-scenarios kill it at random moments instead. Prints, per row: trials, kills,
-duplicate replies, duplicate invites, lost requests (target: 0, 0, 0).
+scenarios kill it at random moments instead, once against an SMTP server that files
+its own Sent copy (as Exchange Online does) and once against plain SMTP. Prints, per
+row: trials, kills, duplicate replies, duplicate invites, lost requests (target: 0, 0, 0).
 """
 
 from __future__ import annotations
@@ -41,9 +42,11 @@ def at_point(point: str, count: int) -> Scenario:
     return scenario
 
 
-def at_random(count: int) -> Scenario:
+def at_random(count: int, server_files_sent: bool) -> Scenario:
     def scenario(d: Path, i: Dovecot, o: SmtpServer, g: GraphFake, trial: int) -> Tally:
-        return random_kill_scenario(d, i, o, g, seed=trial, count=count)
+        return random_kill_scenario(
+            d, i, o, g, seed=trial, count=count, server_files_sent=server_files_sent
+        )
 
     return scenario
 
@@ -69,7 +72,10 @@ def main() -> int:
         for point in POINTS
         if point != "understand"
     ]
-    rows.append(("random SIGKILL", at_random(args.count), args.random))
+    # Random kills twice: with a server that files Sent copies itself (Exchange Online)
+    # and with plain SMTP, where the worker APPENDs the copy after the 250.
+    rows.append(("random, Exchange", at_random(args.count, True), args.random))
+    rows.append(("random, plain SMTP", at_random(args.count, False), args.random))
     header = (
         f"{'fault point':<18} {'trials':>6} {'kills':>6} {'dup replies':>12} "
         f"{'dup invites':>12} {'lost':>5} {'missing replies':>16}"

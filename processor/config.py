@@ -84,6 +84,7 @@ class SmtpConfig:
     path: Path | None
     ca_file: Path | None
     timeout: float
+    server_files_sent: bool = False
 
 
 @dataclass(frozen=True)
@@ -199,6 +200,9 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "path": _k("path", None, "Folder for .eml files (kind = file)."),
         "ca_file": _k("path", None, "Extra CA certificate (PEM) to trust."),
         "timeout": _k("float", 30.0, "Socket timeout in seconds."),
+        "server_files_sent": _k(
+            "bool", False, "The server files each sent message in Sent (Exchange Online does)."
+        ),
     },
     "graph": {
         "enabled": _k("bool", False, "Add online attendees to a Teams event."),
@@ -446,6 +450,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
             path=sm["path"],
             ca_file=sm["ca_file"],
             timeout=sm["timeout"],
+            server_files_sent=sm["server_files_sent"],
         ),
         graph=GraphConfig(
             enabled=gr["enabled"],

@@ -165,9 +165,10 @@ def keep_sent_copy(svc: Services, message: EmailMessage, raw: bytes) -> None:
     """After an SMTP send, file a copy in Sent: the record `already_sent` looks for.
 
     A crash between the server's acceptance and this APPEND is the one window in which
-    a reply can go twice; it is milliseconds wide and cannot be closed over SMTP.
+    a reply can go twice; SMTP cannot close it. A server that files the copy itself
+    before it answers 250 (Exchange Online; `smtp.server_files_sent`) has no window.
     """
-    if isinstance(svc.transport, KeepsSentCopies):
+    if isinstance(svc.transport, KeepsSentCopies) or svc.config.smtp.server_files_sent:
         return
     try:
         svc.mailbox.append_sent(raw)  # the bytes sent: no second flattening

@@ -120,6 +120,20 @@ def tally(
     )
 
 
+def scenario_config(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, graph: GraphFake, server_files_sent: bool
+) -> Path:
+    """The worker's config; with `server_files_sent` the SMTP server files the Sent copy
+    itself before it answers 250, as Exchange Online does for SMTP AUTH submissions."""
+    config = write_config(tmp_path, dovecot, smtpd, graph)
+    if server_files_sent:
+        smtpd.file_sent_copy = lambda raw: dovecot.append("Sent", raw)
+        config.write_text(
+            config.read_text().replace("[smtp]\n", "[smtp]\nserver_files_sent = true\n")
+        )
+    return config
+
+
 def named_point_scenario(
     tmp_path: Path,
     dovecot: Dovecot,
@@ -128,9 +142,10 @@ def named_point_scenario(
     point: str,
     nth: int,
     count: int = 10,
+    server_files_sent: bool = False,
 ) -> Tally:
     senders = load_mailbox(dovecot, count)
-    config = write_config(tmp_path, dovecot, smtpd, graph)
+    config = scenario_config(tmp_path, dovecot, smtpd, graph, server_files_sent)
     kills = 0
     # Kill at the point again and again (each run gets further), then run clean.
     for _ in range(count + 2):
@@ -149,9 +164,10 @@ def random_kill_scenario(
     seed: int,
     count: int = 10,
     runs: int = 6,
+    server_files_sent: bool = False,
 ) -> Tally:
     senders = load_mailbox(dovecot, count)
-    config = write_config(tmp_path, dovecot, smtpd, graph)
+    config = scenario_config(tmp_path, dovecot, smtpd, graph, server_files_sent)
     rng = random.Random(seed)
     # A clean cycle of ten requests takes about a second: most runs die part-way.
     kills = sum(run_killed_randomly(config, rng, max_delay=1.2) for _ in range(runs))

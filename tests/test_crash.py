@@ -33,10 +33,15 @@ def test_it_gives_one_reply_and_one_invite_after_a_kill_at(
     assert result == Tally(0, 0, 0, 0, result.kills)
 
 
+# Random kills against a server that files its own Sent copy (Exchange Online's way):
+# with plain SMTP a kill between the server's 250 and our APPEND to Sent can send one
+# reply twice, which bench/crash_matrix.py measures in a row of its own.
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
 def test_it_gives_one_reply_and_one_invite_after_random_kills(
     seed: int, tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, graph_fake: GraphFake
 ) -> None:
-    result = random_kill_scenario(tmp_path, dovecot, smtpd, graph_fake, seed)
+    result = random_kill_scenario(
+        tmp_path, dovecot, smtpd, graph_fake, seed, server_files_sent=True
+    )
     assert result == Tally(0, 0, 0, 0, result.kills)

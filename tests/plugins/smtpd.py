@@ -88,6 +88,10 @@ class _Handler:
                 and smtp.transport.get_extra_info("ssl_object") is not None,
             )
         )
+        if self.server.file_sent_copy is not None:
+            # As Exchange Online does for SMTP AUTH submissions: the copy in Sent Items
+            # is filed before the server says 250, so acceptance and record are one step.
+            self.server.file_sent_copy(envelope.original_content or b"")
         return "250 2.0.0 Message accepted"
 
     async def auth_XOAUTH2(self, smtp: SMTP, args: list[str]) -> AuthResult:
@@ -140,6 +144,7 @@ class SmtpServer:
     password: str = SMTP_PASSWORD
     token: str = SMTP_TOKEN
     server_context: ssl.SSLContext | None = None
+    file_sent_copy: Callable[[bytes], object] | None = None  # e.g. APPEND to a Sent folder
     _failures: list[_Failure] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _controller: Controller | None = None
