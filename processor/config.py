@@ -68,6 +68,7 @@ class MailboxConfig:
     ca_file: Path | None
     timeout: float
     max_message_bytes: int
+    partial_fetch_bytes: int
     fetch_chunk: int
     idle: bool
 
@@ -184,7 +185,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "path": _k("path", None, "Maildir directory (kind = maildir)."),
         "ca_file": _k("path", None, "Extra CA certificate (PEM) to trust."),
         "timeout": _k("float", 30.0, "Socket timeout in seconds."),
-        "max_message_bytes": _k("int", 15_000_000, "Larger messages are not downloaded."),
+        "max_message_bytes": _k("int", 50_000_000, "Larger messages are referred to staff unread."),
+        "partial_fetch_bytes": _k(
+            "int", 1_000_000, "Larger messages are read without their attachments."
+        ),
         "fetch_chunk": _k("int", 100, "UIDs per FETCH command."),
         "idle": _k("bool", False, "Wait in IMAP IDLE between polls when supported."),
     },
@@ -436,6 +440,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
             ca_file=mb["ca_file"],
             timeout=mb["timeout"],
             max_message_bytes=mb["max_message_bytes"],
+            partial_fetch_bytes=mb["partial_fetch_bytes"],
             fetch_chunk=max(1, mb["fetch_chunk"]),
             idle=mb["idle"],
         ),

@@ -11,6 +11,7 @@ from email.parser import BytesHeaderParser
 from imapclient import IMAPClient
 from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
 
+from processor import partial
 from processor.config import MailboxConfig
 from processor.errors import PermanentError, ProcessorError, TransientError
 from processor.ports import Destination, MessageRef
@@ -96,6 +97,35 @@ class ImapMailbox:
         if header is None:
             raise PermanentError(f"message UID {ref.key} has gone from {self._config.folder}")
         return bytes(header)
+
+    def fetch_text_parts(self, ref: MessageRef) -> bytes:
+        """The message without its attachments (see partial.py): BODYSTRUCTURE first."""
+        client = self._connected_for_refs()
+        uid = int(ref.key)
+        with self._translated("reading a message's structure"):
+            structure = client.fetch([uid], ["BODYSTRUCTURE"]).get(uid, {}).get(b"BODYSTRUCTURE")
+            if structure is None:
+                raise PermanentError(f"message UID {ref.key} has gone from {self._config.folder}")
+            leaves = partial.sections(structure)
+            items = ["BODY.PEEK[HEADER]"]
+            for leaf in leaves:
+                if leaf.wanted:
+                    items += [f"BODY.PEEK[{leaf.number}.MIME]", f"BODY.PEEK[{leaf.number}]"]
+            data = client.fetch([uid], items).get(uid, {})
+        if not getattr(structure, "is_multipart", False):
+            # A single-part message has no part header of its own: its header says it all.
+            leaves = [
+                partial.Section(leaf.number, leaf.content_type, leaf.size, False) for leaf in leaves
+            ]
+        parts = [
+            (
+                leaf,
+                bytes(data.get(f"BODY[{leaf.number}.MIME]".encode()) or b""),
+                bytes(data.get(f"BODY[{leaf.number}]".encode()) or b""),
+            )
+            for leaf in leaves
+        ]
+        return partial.assemble(bytes(data.get(b"BODY[HEADER]") or b""), parts)
 
     def move(self, refs: Sequence[MessageRef], destination: Destination) -> None:
         folder = (

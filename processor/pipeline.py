@@ -44,7 +44,7 @@ from processor.plan import (
     promotion_effects,
     reply_item,
 )
-from processor.ports import Calendar, Mailbox, MessageRef, Transport
+from processor.ports import Calendar, Mailbox, MessageRef, ReadsTextParts, Transport
 from processor.reading import read_message
 from processor.reminders import enqueue_reminders
 from processor.store import NewOutboxItem, Store
@@ -127,6 +127,7 @@ def fetch_and_store(
 ) -> Iterator[tuple[MessageRef, str, InboundEmail | None]]:
     """Yield (ref, Message-ID) once each message's raw bytes are safely in the store."""
     limit = svc.config.mailbox.max_message_bytes
+    partial_limit = svc.config.mailbox.partial_fetch_bytes
     wanted: list[MessageRef] = []
     for ref in refs:
         known = svc.store.message_at(token, ref.key)
@@ -136,6 +137,10 @@ def fetch_and_store(
             # Never downloaded whole: the header is enough to tell staff who sent it.
             header = svc.mailbox.fetch_header(ref)
             yield ref, *store_one(svc, token, ref, header, complete=False)
+        elif ref.size > partial_limit and isinstance(svc.mailbox, ReadsTextParts):
+            # Attachments are no part of a request: read the text, leave the rest.
+            text_only = svc.mailbox.fetch_text_parts(ref)
+            yield ref, *store_one(svc, token, ref, text_only, complete=False)
         else:
             wanted.append(ref)
     for ref, raw in svc.mailbox.fetch(wanted):
@@ -178,7 +183,7 @@ def decide_and_enqueue(svc: Services, message_id: str, email: InboundEmail | Non
             "pipeline.poison",
         )
         return
-    if not stored.raw_complete:
+    if stored.size > svc.config.mailbox.max_message_bytes:
         limit_mb = svc.config.mailbox.max_message_bytes / 1_000_000
         size_mb = stored.size / 1_000_000
         refer(

@@ -55,6 +55,13 @@ class Mailbox(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class ReadsTextParts(Protocol):
+    """A mailbox that can fetch a message without its attachments (IMAP BODYSTRUCTURE)."""
+
+    def fetch_text_parts(self, ref: MessageRef) -> bytes: ...
+
+
 class Connection(Protocol):
     """An open transport connection: one per cycle."""
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sqlite3
+from email.message import EmailMessage
 from pathlib import Path
 
 from tests.plugins.dovecot import Dovecot
@@ -264,3 +267,35 @@ def test_it_puts_a_reply_it_gave_up_on_in_front_of_staff(
     assert queue.returncode == 0, queue.stderr
     assert "Gave up sending" in queue.stdout
     assert "gone@residents.example" in queue.stdout
+
+
+def test_it_reads_a_large_message_without_downloading_its_attachment(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    message = EmailMessage()
+    message["From"] = "Photo Fan <photos@residents.example>"
+    message["To"] = "committee@council.example.gov.uk"
+    message["Subject"] = "Attending"
+    message["Date"] = "Mon, 30 Nov 2026 10:00:00 +0000"
+    message["Message-ID"] = "<e2e-big@residents.example>"
+    message.set_content("I'd like to join online on 10 December, please.\n\nPhoto Fan")
+    message.add_alternative("<p>I'd like to join <b>online</b> on 10 December.</p>", subtype="html")
+    message.add_attachment(
+        os.urandom(3_000_000), maintype="image", subtype="jpeg", filename="street.jpg"
+    )
+    dovecot.append("INBOX", message.as_bytes())
+    config = write_config(tmp_path, dovecot, smtpd)
+
+    result = run_cli(config, "run", "--once", "--now", NOW)
+
+    assert result.returncode == 0, result.stderr
+    row = staff_log(config)["<e2e-big@residents.example>"]
+    assert (row["outcome"], row["mode"]) == ("confirmed", "online")
+    stored = (
+        sqlite3.connect(tmp_path / "store.sqlite3")
+        .execute("SELECT length(raw), size FROM messages")
+        .fetchone()
+    )
+    assert stored[1] > 4_000_000  # the size in the mailbox, attachment and all
+    assert stored[0] < 20_000  # what was downloaded and kept: the text parts
+    assert len(dovecot.uids("Processed")) == 1  # the original, whole, filed as usual
