@@ -68,9 +68,9 @@ class MailboxConfig:
     ca_file: Path | None
     timeout: float
     max_message_bytes: int
-    partial_fetch_bytes: int
     fetch_chunk: int
     idle: bool
+    partial_fetch_bytes: int = 1_000_000
 
 
 @dataclass(frozen=True)
