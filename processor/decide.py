@@ -162,7 +162,8 @@ def _attend(request: Request, situation: Situation, capacity_check: bool) -> Dec
         return _waitlist(meeting, request.mode, party)
     return Decision(
         "confirmed",
-        f"Confirmed {_mode_words(request.mode)} for {meeting.id} ({party} place(s)).",
+        f"Confirmed {_mode_words(request.mode)} for {meeting.id} "
+        f"({party} {'place' if party == 1 else 'places'}).",
         f"decide.confirm.{request.mode}",
         meeting_id=meeting.id,
         mode=request.mode,
