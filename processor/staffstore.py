@@ -9,12 +9,17 @@ as the change they record.
 from __future__ import annotations
 
 import json
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from processor.store import DecisionRecord, NewOutboxItem, Store
+from processor.store import (
+    DecisionRecord,
+    NewOutboxItem,
+    Store,
+    insert_outbox,
+    upsert_registration,
+)
 
 # No schema change is needed: staff decisions are told apart by their rule ("staff.*").
 STAFF_MIGRATIONS: list[str] = []
@@ -137,30 +142,9 @@ def commit_staff_decision(
             ),
         )
         if d.registration is not None:
-            r = d.registration
-            db.execute(
-                "INSERT INTO registrations(meeting_id, sender, name, mode, party_size, "
-                "status, access_needs, message_id, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(meeting_id, sender) "
-                "DO UPDATE SET name = COALESCE(excluded.name, name), mode = excluded.mode, "
-                "party_size = excluded.party_size, status = excluded.status, "
-                "access_needs = excluded.access_needs, message_id = excluded.message_id, "
-                "updated_at = excluded.updated_at",
-                (
-                    r.meeting_id,
-                    r.sender,
-                    r.name,
-                    r.mode,
-                    r.party_size,
-                    r.status,
-                    json.dumps(list(r.access_needs)),
-                    d.message_id,
-                    now,
-                    now,
-                ),
-            )
+            upsert_registration(db, d.registration, d.message_id, now)
         for item in d.outbox:
-            added += _insert_outbox(db, d.message_id, item, now)
+            added += insert_outbox(db, d.message_id, item, now)
         store.audit(db, action, d.message_id, detail, actor=actor)
     return added
 
@@ -184,7 +168,7 @@ def note_staff_reason(
             (rule, reason, now, message_id),
         )
         for item in outbox:
-            added += _insert_outbox(db, message_id, item, now)
+            added += insert_outbox(db, message_id, item, now)
         store.audit(db, action, message_id, reason, actor=actor)
     return added
 
@@ -195,7 +179,7 @@ def enqueue(
     """One more outbox row for a message (a resend), audited; 0 when the key exists."""
     now = _iso(datetime.now(UTC))
     with store.transaction() as db:
-        added = _insert_outbox(db, message_id, item, now)
+        added = insert_outbox(db, message_id, item, now)
         store.audit(db, action, message_id, detail, actor=actor)
     return added
 
@@ -214,26 +198,6 @@ def retry_failed(store: Store, message_id: str, *, actor: str, now: datetime) ->
                 db, "review.retry", message_id, f"{count} failed item(s) retried", actor=actor
             )
     return count
-
-
-def _insert_outbox(db: sqlite3.Connection, message_id: str, item: NewOutboxItem, now: str) -> int:
-    cursor = db.execute(
-        "INSERT INTO outbox(idempotency_key, kind, message_id, recipient, meeting_id, payload, "
-        "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT(idempotency_key) DO NOTHING",
-        (
-            item.idempotency_key,
-            item.kind,
-            message_id,
-            item.recipient,
-            item.meeting_id,
-            item.payload,
-            now,
-            now,
-            now,
-        ),
-    )
-    return cursor.rowcount
 
 
 # --- retention ---------------------------------------------------------------------------

@@ -419,45 +419,9 @@ class Store:
                 ),
             )
             if d.registration is not None:
-                r = d.registration
-                db.execute(
-                    "INSERT INTO registrations(meeting_id, sender, name, mode, party_size, "
-                    "status, access_needs, message_id, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(meeting_id, sender) "
-                    "DO UPDATE SET name = COALESCE(excluded.name, name), mode = excluded.mode, "
-                    "party_size = excluded.party_size, status = excluded.status, "
-                    "access_needs = excluded.access_needs, message_id = excluded.message_id, "
-                    "updated_at = excluded.updated_at",
-                    (
-                        r.meeting_id,
-                        r.sender,
-                        r.name,
-                        r.mode,
-                        r.party_size,
-                        r.status,
-                        json.dumps(list(r.access_needs)),
-                        d.message_id,
-                        now,
-                        now,
-                    ),
-                )
+                upsert_registration(db, d.registration, d.message_id, now)
             for item in d.outbox:
-                db.execute(
-                    "INSERT INTO outbox(idempotency_key, kind, message_id, recipient, "
-                    "meeting_id, payload, next_attempt_at, created_at, updated_at) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING",
-                    (
-                        item.idempotency_key,
-                        item.kind,
-                        item.message_id or d.message_id,
-                        item.recipient,
-                        item.meeting_id,
-                        item.payload,
-                        now,
-                        now,
-                        now,
-                    ),
-                )
+                insert_outbox(db, d.message_id, item, now)
             for promoted in d.promotions:
                 db.execute(
                     "UPDATE registrations SET status = 'confirmed', updated_at = ? "
@@ -530,25 +494,8 @@ class Store:
 
     def enqueue(self, item: NewOutboxItem, message_id: str) -> bool:
         """Add one outbox row unless its idempotency key is known; True when added."""
-        now = _iso(utcnow())
         with self.transaction() as db:
-            cursor = db.execute(
-                "INSERT INTO outbox(idempotency_key, kind, message_id, recipient, meeting_id, "
-                "payload, next_attempt_at, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(idempotency_key) DO NOTHING",
-                (
-                    item.idempotency_key,
-                    item.kind,
-                    item.message_id or message_id,
-                    item.recipient,
-                    item.meeting_id,
-                    item.payload,
-                    now,
-                    now,
-                    now,
-                ),
-            )
-            return cursor.rowcount == 1
+            return insert_outbox(db, message_id, item, _iso(utcnow())) == 1
 
     def due_outbox(self, now: datetime, kinds: Sequence[str]) -> list[OutboxItem]:
         """Pending rows that are due, and rows left `sending` by a crash (in doubt)."""
@@ -658,6 +605,55 @@ class Store:
             params.append(_iso(until))
         sql += " ORDER BY m.id"
         return [dict(r) for r in self.db.execute(sql, params).fetchall()]
+
+
+def upsert_registration(
+    db: sqlite3.Connection, registration: Registration, message_id: str, now: str
+) -> None:
+    """Write a resident's place at a meeting (one row per meeting and sender)."""
+    r = registration
+    db.execute(
+        "INSERT INTO registrations(meeting_id, sender, name, mode, party_size, "
+        "status, access_needs, message_id, created_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(meeting_id, sender) "
+        "DO UPDATE SET name = COALESCE(excluded.name, name), mode = excluded.mode, "
+        "party_size = excluded.party_size, status = excluded.status, "
+        "access_needs = excluded.access_needs, message_id = excluded.message_id, "
+        "updated_at = excluded.updated_at",
+        (
+            r.meeting_id,
+            r.sender,
+            r.name,
+            r.mode,
+            r.party_size,
+            r.status,
+            json.dumps(list(r.access_needs)),
+            message_id,
+            now,
+            now,
+        ),
+    )
+
+
+def insert_outbox(db: sqlite3.Connection, message_id: str, item: NewOutboxItem, now: str) -> int:
+    """Queue a side effect; a known idempotency key adds nothing. Returns rows added."""
+    cursor = db.execute(
+        "INSERT INTO outbox(idempotency_key, kind, message_id, recipient, meeting_id, payload, "
+        "next_attempt_at, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+        "ON CONFLICT(idempotency_key) DO NOTHING",
+        (
+            item.idempotency_key,
+            item.kind,
+            item.message_id or message_id,
+            item.recipient,
+            item.meeting_id,
+            item.payload,
+            now,
+            now,
+            now,
+        ),
+    )
+    return cursor.rowcount
 
 
 def _registration(row: sqlite3.Row) -> Registration:
