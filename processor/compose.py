@@ -20,7 +20,7 @@ from email.policy import SMTP
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, get_args
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoescape
 
@@ -31,22 +31,7 @@ from processor.models import Decision, InboundEmail, Meeting, Mode, ReplyKind
 
 LOOP_HEADER: Final = "X-Attendance-Processor"
 
-REPLY_KINDS: Final[tuple[ReplyKind, ...]] = (
-    "confirmed_in_person",
-    "confirmed_online",
-    "waitlisted",
-    "clarification_meeting",
-    "clarification_mode",
-    "cancelled",
-    "changed",
-    "already_registered",
-    "closed",
-    "referred",
-    "speak_acknowledged",
-    "no_registration",
-    "promoted",
-    "reminder",
-)
+REPLY_KINDS: Final[tuple[ReplyKind, ...]] = get_args(ReplyKind)
 # Kinds that talk about one meeting and make no sense without it.
 NEEDS_MEETING: Final[frozenset[ReplyKind]] = frozenset(
     {

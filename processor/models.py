@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Literal, get_args
 
 Intent = Literal["attend", "cancel", "change", "speak", "other", "automated"]
 Mode = Literal["in_person", "online"]
@@ -20,19 +20,9 @@ Outcome = Literal[
     "referred",
     "ignored",
 ]
-OUTCOMES: tuple[Outcome, ...] = (
-    "confirmed",
-    "waitlisted",
-    "clarification_requested",
-    "cancelled",
-    "changed",
-    "already_registered",
-    "closed",
-    "referred",
-    "ignored",
-)
-INTENTS: tuple[Intent, ...] = ("attend", "cancel", "change", "speak", "other", "automated")
-MODES: tuple[Mode, ...] = ("in_person", "online")
+OUTCOMES: tuple[Outcome, ...] = get_args(Outcome)
+INTENTS: tuple[Intent, ...] = get_args(Intent)
+MODES: tuple[Mode, ...] = get_args(Mode)
 
 
 @dataclass(frozen=True)
