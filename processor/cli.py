@@ -124,16 +124,7 @@ def command_run(config: Config, once: bool, now: datetime | None = None) -> int:
         report = run_once(svc)
     finally:
         svc.store.close()
-    log.info(
-        "cycle done: %d seen, %d decided, %d replies sent, %d Teams changes, %d filed",
-        report.seen,
-        report.decided,
-        report.replies_sent,
-        report.calendar_changes,
-        report.filed,
-    )
-    for error in report.errors:
-        log.warning("%s", error)
+    report.log_summary(log)
     return 0
 
 

@@ -81,6 +81,18 @@ class CycleReport:
     reminders: int = 0
     errors: list[str] = field(default_factory=list)
 
+    def log_summary(self, logger: logging.Logger) -> None:
+        logger.info(
+            "cycle: %d seen, %d decided, %d replies sent, %d Teams changes, %d filed",
+            self.seen,
+            self.decided,
+            self.replies_sent,
+            self.calendar_changes,
+            self.filed,
+        )
+        for error in self.errors:
+            logger.warning("%s", error)
+
 
 def run_cycle(svc: Services) -> CycleReport:
     """One full cycle over every message now in the folder, then dispatch and filing."""

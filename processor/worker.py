@@ -108,17 +108,7 @@ def run_once(svc: Services) -> CycleReport:
 def run_cycle_logged(svc: Services) -> None:
     """One cycle for the long-running worker: a failed cycle is logged, never fatal."""
     try:
-        report = run_cycle(svc)
-        log.info(
-            "cycle: %d seen, %d decided, %d replies, %d Teams changes, %d filed",
-            report.seen,
-            report.decided,
-            report.replies_sent,
-            report.calendar_changes,
-            report.filed,
-        )
-        for error in report.errors:
-            log.warning("%s", error)
+        run_cycle(svc).log_summary(log)
     except LockHeldError as exc:
         log.warning("skipping this cycle: %s", exc)
     except ProcessorError as exc:
