@@ -4,22 +4,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
-from datetime import date, datetime, timedelta
+from dataclasses import replace
+from datetime import datetime
 from zoneinfo import ZoneInfo
 
-import dateparser
-
+from processor.meeting_match import match_meetings, reference_time
 from processor.models import Evidence, InboundEmail, Intent, Meeting, Mode, Request
 
 _F = re.IGNORECASE
-_MONTHS = (
-    r"(?:january|february|march|april|may|june|july|august|september|october|november|"
-    r"december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)"
-)
-_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-_DAYS = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
-_ORD = r"(\d{1,2})(?:st|nd|rd|th)?"
 
 # Intent phrases, strongest first. Cancel phrases also contain "attend"/"come", so
 # cancel is judged before attend, never by counting words.
@@ -189,19 +181,6 @@ _NOT_NAME_WORDS = _wordset(
     "ms dr the dear hi hello get outlook samsung galaxy please phone tel email re "
     "fwd yes no ok online in person meeting"
 )
-_OPEN_NEXT = re.compile(
-    r"\b(?:the )?(?:next|upcoming|forthcoming|coming) (?:committee )?meeting\b", _F
-)
-
-
-@dataclass(frozen=True)
-class _DateHit:
-    rule: str
-    phrase: str
-    days: tuple[date, ...] = ()  # exact local dates
-    day_month: tuple[int, int] | None = None  # (day, month) with no year given
-    day_only: int | None = None
-    month_only: int | None = None
 
 
 def understand(
@@ -211,7 +190,7 @@ def understand(
     text = _clean(f"{email.subject}\n{email.new_text}")
     evidence: list[Evidence] = []
     refer: list[str] = []
-    reference = _reference_time(email.date, now).astimezone(tz)
+    reference = reference_time(email.date, now).astimezone(tz)
 
     intent, conflict = _intent(text, evidence)
     if conflict:
@@ -220,7 +199,10 @@ def understand(
     if intent == "other" and mode is not None and not conflict:
         intent = "attend"
         evidence.append(Evidence("intent", "intent.attend.mode_only", mode))
-    named, candidates = _meetings(text, meetings, tz, reference, evidence)
+    matched = match_meetings(text, meetings, tz, reference)
+    for rule, phrase in matched.found:
+        _add(evidence, "meeting", rule, phrase)
+    named, candidates = matched.named, matched.candidates
     if not named:
         candidates = tuple(m.id for m in meetings if now < m.closes_at())
     name = _name(email, evidence)
@@ -268,14 +250,6 @@ def merge_requests(original: Request, follow_up: Request) -> Request:
 def _clean(text: str) -> str:
     text = text.replace("\u2019", "'").replace("\u2018", "'").replace("\xa0", " ")
     return re.sub(r"[ \t]+", " ", text)[:20_000]
-
-
-def _reference_time(sent: datetime | None, now: datetime) -> datetime:
-    # A Date header far from our clock is a wrong clock or a forgery: resolve
-    # "Thursday" against our own time instead.
-    if sent is not None and abs(sent - now) <= timedelta(days=30):
-        return sent
-    return now
 
 
 def _intent(text: str, evidence: list[Evidence]) -> tuple[Intent, str | None]:
@@ -344,157 +318,6 @@ def _mode(text: str, evidence: list[Evidence]) -> Mode | None:
     rule = "mode.online" if mode == "online" else "mode.in_person"
     _add(evidence, "mode", f"{rule}.{_slug(match.group(0))}", match.group(0))
     return mode
-
-
-def _meetings(
-    text: str,
-    meetings: Sequence[Meeting],
-    tz: ZoneInfo,
-    reference: datetime,
-    evidence: list[Evidence],
-) -> tuple[bool, tuple[str, ...]]:
-    """Whether the text names a meeting, and every meeting (open or not) it could mean."""
-    local = {m.id: m.start.astimezone(tz).date() for m in meetings}
-    for rule, ids, phrase in _by_title(text, meetings):
-        _add(evidence, "meeting", rule, phrase)
-        return True, ids
-    hits = _date_hits(text, reference)
-    if not hits:
-        nxt = _OPEN_NEXT.search(text)
-        future = sorted((m for m in meetings if m.start > reference), key=lambda m: m.start)
-        if nxt and future:
-            _add(evidence, "meeting", "meeting.next", nxt.group(0))
-            return True, (future[0].id,)
-        return False, ()
-    matched: list[str] = []
-    for hit in hits:
-        _add(evidence, "meeting", hit.rule, hit.phrase)
-        for meeting in meetings:
-            day = local[meeting.id]
-            if (
-                day in hit.days
-                or hit.day_month == (day.day, day.month)
-                or hit.day_only == day.day
-                or hit.month_only == day.month
-            ) and meeting.id not in matched:
-                matched.append(meeting.id)
-    return True, tuple(matched)
-
-
-def _by_title(text: str, meetings: Sequence[Meeting]) -> list[tuple[str, tuple[str, ...], str]]:
-    lowered = text.lower()
-    for meeting in meetings:
-        if meeting.id.lower() in lowered:
-            return [("meeting.id", (meeting.id,), meeting.id)]
-    words = [m.title.lower().split() for m in meetings]
-    common = 0
-    while len(words) > 1 and all(len(w) > common for w in words):
-        if len({w[common] for w in words}) != 1:
-            break
-        common += 1
-    for meeting, title in zip(meetings, words, strict=True):
-        distinct = " ".join(title[common:]).strip(" -–:,")
-        if len(meetings) > 1 and len(distinct) >= 4 and distinct in lowered:
-            return [("meeting.title", (meeting.id,), distinct)]
-    return []
-
-
-_ABSOLUTE = re.compile(
-    rf"\b{_ORD}\s*(?:of\s+)?{_MONTHS}\b\.?(?:,?\s*\d{{4}})?|"
-    rf"\b{_MONTHS}\.?\s+(?:the\s+)?{_ORD}\b(?!\s*(?:am|pm|:))(?:,?\s*\d{{4}})?|"
-    r"\b\d{1,2}/\d{1,2}(?:/\d{2,4})?\b|\b\d{1,2}[.-]\d{1,2}[.-]\d{4}\b|\b\d{4}-\d{2}-\d{2}\b",
-    _F,
-)
-_DAY_ONLY = re.compile(rf"\b(?:{_DAYS}\s+(?:the\s+)?|the\s+)(\d{{1,2}})(?:st|nd|rd|th)\b", _F)
-_RELATIVE = re.compile(
-    rf"\b(?:today|tonight|tomorrow|this evening|(?:this|next|coming)\s+{_DAYS}|{_DAYS})\b", _F
-)
-_MONTH_ONLY = re.compile(
-    rf"\b(?:the|in|for|this|next|of)\s+({_MONTHS})\b(?!\s*\d)|"
-    rf"\b({_MONTHS})\s+(?:meeting|one|session|committee)\b",
-    _F,
-)
-_MONTH_NUMBERS = {
-    name: i
-    for i, names in enumerate(
-        ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec"), 1
-    )
-    for name in (names,)
-}
-
-
-def _date_hits(text: str, reference: datetime) -> list[_DateHit]:
-    hits: list[_DateHit] = []
-    taken: list[tuple[int, int]] = []
-    base = reference.replace(tzinfo=None)
-    for match in _ABSOLUTE.finditer(text):
-        hit = _absolute(match.group(0), base)
-        if hit is not None:
-            hits.append(hit)
-            taken.append(match.span())
-    for match in _DAY_ONLY.finditer(text):
-        if not _overlaps(match.span(), taken):
-            day = int(re.findall(r"\d{1,2}", match.group(0))[0])
-            if 1 <= day <= 31:
-                hits.append(_DateHit("meeting.day_of_month", match.group(0), day_only=day))
-                taken.append(match.span())
-    # A weekday beside a full date ("Thursday 17th December") only repeats it.
-    for match in _RELATIVE.finditer(text) if not hits else ():
-        if not _overlaps(match.span(), taken):
-            hit = _relative(match.group(0), base)
-            if hit is not None:
-                hits.append(hit)
-                taken.append(match.span())
-    if not hits:
-        for match in _MONTH_ONLY.finditer(text):
-            word = (match.group(1) or match.group(2)).lower()
-            if word == "may" and "meeting" not in match.group(0).lower():
-                continue  # "in may" is too often the verb
-            month = _MONTH_NUMBERS[word[:3]]
-            hits.append(_DateHit("meeting.month", match.group(0), month_only=month))
-    return hits
-
-
-def _absolute(phrase: str, base: datetime) -> _DateHit | None:
-    settings = {
-        "DATE_ORDER": "DMY",  # UK residents write 10/03 for 10 March
-        "PREFER_DATES_FROM": "future",
-        "RELATIVE_BASE": base,
-        "REQUIRE_PARTS": ["day", "month"],
-        "RETURN_AS_TIMEZONE_AWARE": False,
-    }
-    parsed = dateparser.parse(phrase.replace(" of ", " "), languages=["en"], settings=settings)
-    if parsed is None:
-        return None
-    if re.search(r"\d{4}|\d{1,2}/\d{1,2}/\d{2}", phrase):
-        return _DateHit("meeting.date", phrase, days=(parsed.date(),))
-    return _DateHit("meeting.date", phrase, day_month=(parsed.day, parsed.month))
-
-
-def _relative(phrase: str, base: datetime) -> _DateHit | None:
-    lowered = phrase.lower()
-    query = re.sub(r"^coming\s+|'s$", "", lowered)
-    query = "today" if query in ("tonight", "this evening") else query
-    settings = {
-        "PREFER_DATES_FROM": "future",
-        "RELATIVE_BASE": base,
-        "RETURN_AS_TIMEZONE_AWARE": False,
-    }
-    parsed = dateparser.parse(query, languages=["en"], settings=settings)
-    if parsed is None:
-        return None
-    days = [parsed.date()]
-    if query in _WEEKDAYS and _WEEKDAYS.index(query) == base.weekday():
-        # On a Thursday, "Thursday's meeting" most likely means tonight's.
-        days.insert(0, base.date())
-    if lowered.startswith("next "):
-        # In British use "next Thursday" can mean the Thursday after this coming one.
-        days.append(parsed.date() + timedelta(days=7))
-    return _DateHit("meeting.relative_day", phrase, days=tuple(days))
-
-
-def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:
-    return any(span[0] < end and start < span[1] for start, end in taken)
 
 
 def _name(email: InboundEmail, evidence: list[Evidence]) -> str | None:
