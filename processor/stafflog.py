@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
+from processor.staffstore import log_rows
 from processor.store import Store
 
 # The contract's fields first (see PRODUCT.md), then the ones that explain them.
@@ -53,8 +54,8 @@ def log_entries(
     until: datetime | None = None,
 ) -> list[dict[str, Any]]:
     entries = []
-    rows = store.log_rows(
-        meeting_id=meeting, outcome=status, sender=sender, since=since, until=until
+    rows = log_rows(
+        store, meeting_id=meeting, outcome=status, sender=sender, since=since, until=until
     )
     for row in rows:
         entry = {name: row.get(name) for name in FIELDS}

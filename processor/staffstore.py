@@ -1,4 +1,4 @@
-"""The staff-facing SQL: review queue, staff decisions, resends, retries, digests, purging.
+"""The staff-facing SQL: log, review queue, staff decisions, resends, retries, digests, purging.
 
 Every statement the staff tools run lives here, as functions over a `Store`, so
 `store.py` stays the worker's and this file is the one place to read what staff
@@ -32,6 +32,43 @@ def _iso(value: datetime) -> str:
 
 
 # --- finding things ----------------------------------------------------------------------
+
+
+def log_rows(
+    store: Store,
+    meeting_id: str | None = None,
+    outcome: str | None = None,
+    sender: str | None = None,
+    since: datetime | None = None,
+    until: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Every decided message for the staff log, with whether its reply and invite went."""
+    sql = (
+        "SELECT m.*, "
+        "EXISTS(SELECT 1 FROM outbox o WHERE o.message_id = m.message_id "
+        "AND o.kind = 'reply' AND o.state = 'done') AS reply_sent, "
+        "EXISTS(SELECT 1 FROM outbox o WHERE o.message_id = m.message_id "
+        "AND o.kind = 'attendee_add' AND o.state = 'done') AS invite_sent "
+        "FROM messages m WHERE m.outcome IS NOT NULL"
+    )
+    params: list[Any] = []
+    if meeting_id:
+        sql += " AND m.meeting_id = ?"
+        params.append(meeting_id)
+    if outcome:
+        sql += " AND m.outcome = ?"
+        params.append(outcome)
+    if sender:
+        sql += " AND m.sender = ?"
+        params.append(sender.lower())
+    if since:
+        sql += " AND m.received_at >= ?"
+        params.append(_iso(since))
+    if until:
+        sql += " AND m.received_at < ?"
+        params.append(_iso(until))
+    sql += " ORDER BY m.id"
+    return [dict(r) for r in store.db.execute(sql, params).fetchall()]
 
 
 def find_message(store: Store, ref: str) -> dict[str, Any] | None:

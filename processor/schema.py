@@ -1,0 +1,100 @@
+"""The SQLite schema: numbered migrations, applied in order by `Store` at open."""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: the first schema
+    """
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        message_id TEXT NOT NULL UNIQUE,
+        sha256 TEXT NOT NULL,
+        received_at TEXT NOT NULL,
+        stored_at TEXT NOT NULL,
+        sender TEXT NOT NULL DEFAULT '',
+        name TEXT,
+        subject TEXT NOT NULL DEFAULT '',
+        raw BLOB,
+        raw_complete INTEGER NOT NULL DEFAULT 1,
+        size INTEGER NOT NULL DEFAULT 0,
+        mailbox_key TEXT,
+        sync_token TEXT,
+        state TEXT NOT NULL DEFAULT 'stored',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        intent TEXT,
+        mode TEXT,
+        meeting_id TEXT,
+        party_size INTEGER,
+        access_needs TEXT NOT NULL DEFAULT '[]',
+        outcome TEXT,
+        reason TEXT,
+        rule TEXT,
+        evidence TEXT NOT NULL DEFAULT '[]',
+        request TEXT,
+        destination TEXT,
+        decided_at TEXT,
+        filed_at TEXT,
+        error TEXT
+    );
+    CREATE INDEX messages_state ON messages(state);
+    CREATE INDEX messages_sender ON messages(sender);
+    CREATE TABLE registrations (
+        id INTEGER PRIMARY KEY,
+        meeting_id TEXT NOT NULL,
+        sender TEXT NOT NULL,
+        name TEXT,
+        mode TEXT NOT NULL,
+        party_size INTEGER NOT NULL,
+        status TEXT NOT NULL,
+        access_needs TEXT NOT NULL DEFAULT '[]',
+        message_id TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL,
+        UNIQUE (meeting_id, sender)
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        idempotency_key TEXT NOT NULL UNIQUE,
+        kind TEXT NOT NULL,
+        message_id TEXT NOT NULL,
+        recipient TEXT NOT NULL DEFAULT '',
+        meeting_id TEXT,
+        payload BLOB NOT NULL,
+        state TEXT NOT NULL DEFAULT 'pending',
+        attempts INTEGER NOT NULL DEFAULT 0,
+        next_attempt_at TEXT NOT NULL,
+        last_error TEXT,
+        created_at TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );
+    CREATE INDEX outbox_due ON outbox(state, next_attempt_at);
+    CREATE INDEX outbox_message ON outbox(message_id);
+    CREATE TABLE events (
+        meeting_id TEXT PRIMARY KEY,
+        event_id TEXT NOT NULL,
+        etag TEXT NOT NULL,
+        join_url TEXT,
+        fingerprint TEXT NOT NULL DEFAULT '',
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE mailbox_state (
+        folder TEXT PRIMARY KEY,
+        sync_token TEXT NOT NULL,
+        last_key TEXT,
+        updated_at TEXT NOT NULL
+    );
+    CREATE TABLE audit (
+        id INTEGER PRIMARY KEY,
+        at TEXT NOT NULL,
+        actor TEXT NOT NULL,
+        action TEXT NOT NULL,
+        message_id TEXT,
+        detail TEXT NOT NULL DEFAULT ''
+    );
+    """,
+    # 2: the reply budget is counted per message; without this every count scanned
+    # the whole outbox, so a backlog of N took O(N^2) (bench/backlog.py --profile)
+    """
+    CREATE INDEX outbox_recipient ON outbox(recipient, kind, created_at);
+    """,
+)
