@@ -2,29 +2,23 @@
 
 from __future__ import annotations
 
-import json
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, datetime, tzinfo
-from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
-from zoneinfo import ZoneInfo
 
-import jinja2
 import requests
 
 from processor.auth import TokenProvider, default_session
 from processor.config import Config, GraphConfig
 from processor.errors import PermanentError, ProcessorError, TransientError
+from processor.graph_dryrun import DryRunCalendar
+from processor.graph_events import EventRequests, new_attendees
 from processor.models import Meeting
 from processor.ports import Attendee, Calendar, EventRef
 
-TEMPLATES = Path(__file__).resolve().parents[1] / "templates"
-# Namespace for transactionIds: the same organiser + meeting id always gives the same id,
-# so a retried POST after a lost response returns the event already created.
-_TRANSACTION_NAMESPACE = uuid.UUID("9a4c2a52-31a8-4f0e-9b0e-6f1d1b7f3c11")
 _THROTTLED = frozenset({429, 503, 504})
 _MAX_ATTEMPTS = 4  # requests per call, throttling retries included
 _MAX_CONFLICTS = 3  # If-Match re-read-and-retry rounds
@@ -176,76 +170,6 @@ class GraphClient:
         raise AssertionError("unreachable")
 
 
-# --- the event we want ------------------------------------------------------------------
-
-
-def transaction_id(organiser: str, meeting_id: str) -> str:
-    return str(uuid.uuid5(_TRANSACTION_NAMESPACE, f"{organiser.lower()}\n{meeting_id}"))
-
-
-def _zone_name(tz: tzinfo | None) -> str:
-    # Graph accepts IANA names as well as Windows ones in dateTimeTimeZone.timeZone.
-    return tz.key if isinstance(tz, ZoneInfo) else "UTC"
-
-
-def _date_time(moment: datetime) -> dict[str, str]:
-    return {
-        "dateTime": moment.replace(tzinfo=None).isoformat(timespec="seconds"),
-        "timeZone": _zone_name(moment.tzinfo),
-    }
-
-
-def _template() -> jinja2.Template:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(TEMPLATES),
-        autoescape=True,
-        undefined=jinja2.StrictUndefined,
-    )
-    return env.get_template("teams_event.html.j2")
-
-
-class EventRequests:
-    """Builds the Graph request bodies for one organiser's Teams events (no I/O)."""
-
-    def __init__(self, organiser: str, committee_name: str = "", contact: str = "") -> None:
-        self.organiser = organiser
-        self.committee_name = committee_name
-        self.contact = contact
-        self.events_path = f"/users/{quote(organiser, safe='@')}/events"
-
-    def details(self, meeting: Meeting) -> dict[str, Any]:
-        """The fields config decides: sent on create, compared and PATCHed on change."""
-        body = _template().render(
-            meeting=meeting,
-            committee_name=self.committee_name,
-            contact=self.contact,
-            timezone=_zone_name(meeting.start.tzinfo),
-        )
-        return {
-            "subject": meeting.title,
-            "body": {"contentType": "html", "content": body},
-            "start": _date_time(meeting.start),
-            "end": _date_time(meeting.end),
-            "location": {"displayName": meeting.venue},
-        }
-
-    def create(self, meeting: Meeting) -> dict[str, Any]:
-        return {
-            **self.details(meeting),
-            "isOnlineMeeting": True,
-            "onlineMeetingProvider": "teamsForBusiness",
-            # Residents must never see each other's addresses.
-            "hideAttendees": True,
-            "allowNewTimeProposals": False,
-            "responseRequested": False,
-            "attendees": [],
-            "transactionId": transaction_id(self.organiser, meeting.id),
-        }
-
-    def event_path(self, event_id: str) -> str:
-        return f"{self.events_path}/{quote(event_id, safe='')}"
-
-
 def _instant(value: Any) -> datetime | None:
     """A dateTimeTimeZone read with Prefer outlook.timezone="UTC" as an aware datetime."""
     if not isinstance(value, dict) or not isinstance(value.get("dateTime"), str):
@@ -278,36 +202,6 @@ def ref_of(event: Mapping[str, Any]) -> EventRef:
         etag=str(event.get("@odata.etag", "")),
         join_url=online.get("joinUrl") if isinstance(online, dict) else None,
     )
-
-
-def new_attendees(
-    current: Sequence[Mapping[str, Any]], add: Sequence[Attendee], remove: Sequence[str]
-) -> list[dict[str, Any]] | None:
-    """The attendee list after the change, or None when nothing changes."""
-    gone = {address.lower() for address in remove}
-    kept: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    for item in current:
-        email = item.get("emailAddress") or {}
-        address = str(email.get("address", "")).lower()
-        if not address or address in gone:
-            continue
-        seen.add(address)
-        entry = {
-            "address": email["address"],
-            **({"name": email["name"]} if email.get("name") else {}),
-        }
-        kept.append({"emailAddress": entry, "type": item.get("type") or "required"})
-    changed = len(kept) != len(current)
-    for attendee in add:
-        address = attendee.address.lower()
-        if address in seen or address in gone:
-            continue
-        seen.add(address)
-        entry = {"address": address, **({"name": attendee.name} if attendee.name else {})}
-        kept.append({"emailAddress": entry, "type": "required"})
-        changed = True
-    return kept if changed else None
 
 
 _READ_HEADERS = {"Prefer": 'outlook.timezone="UTC"'}
@@ -389,69 +283,6 @@ class GraphCalendar:
         )
         event: dict[str, Any] = response.json()
         return event
-
-
-class DryRunCalendar:
-    """Writes the requests it would send as numbered JSON files; sends nothing."""
-
-    def __init__(self, path: Path, base_url: str, requests_: EventRequests) -> None:
-        self._path = path
-        self._base_url = base_url
-        self._requests = requests_
-        self._state_file = path / "state.json"
-
-    def ensure_event(self, meeting: Meeting, known: EventRef | None) -> EventRef:
-        if meeting.teams_event_id:
-            self._write("GET", self._requests.event_path(meeting.teams_event_id), None)
-            return self._ref(meeting.teams_event_id)
-        if known is not None:
-            return known
-        self._write("POST", self._requests.events_path, self._requests.create(meeting))
-        return self._ref(f"dry-run-{meeting.id}")
-
-    def update_attendees(
-        self, event: EventRef, add: Sequence[Attendee], remove: Sequence[str]
-    ) -> EventRef:
-        # Without Graph the current list is what earlier dry runs "sent", kept in state.json.
-        state = self._load_state()
-        attendees = new_attendees(state.get(event.event_id, []), add, remove)
-        if attendees is not None:
-            state[event.event_id] = attendees
-            self._write(
-                "PATCH",
-                self._requests.event_path(event.event_id),
-                {"attendees": attendees},
-                {"If-Match": event.etag},
-            )
-            self._state_file.write_text(json.dumps(state, indent=2), encoding="utf-8")
-        return event
-
-    def _ref(self, event_id: str) -> EventRef:
-        return EventRef(event_id, 'W/"dry-run"', f"https://teams.invalid/dry-run/{event_id}")
-
-    def _load_state(self) -> dict[str, list[dict[str, Any]]]:
-        try:
-            state = json.loads(self._state_file.read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return state if isinstance(state, dict) else {}
-
-    def _write(
-        self, method: str, path: str, body: Any, headers: Mapping[str, str] | None = None
-    ) -> Path:
-        self._path.mkdir(parents=True, exist_ok=True)
-        number = 1 + max(
-            (int(p.name[:4]) for p in self._path.glob("[0-9][0-9][0-9][0-9]-*.json")), default=0
-        )
-        target = self._path / f"{number:04d}-{method.lower()}.json"
-        request = {
-            "method": method,
-            "url": self._base_url + path,
-            "headers": {"Content-Type": "application/json", **(headers or {})},
-            "body": body,
-        }
-        target.write_text(json.dumps(request, indent=2, ensure_ascii=False), encoding="utf-8")
-        return target
 
 
 def build_calendar(config: Config, tokens: TokenProvider | None = None) -> Calendar:

@@ -16,15 +16,9 @@ import pytest
 from processor.auth import TokenProvider
 from processor.config import parse_config
 from processor.errors import PermanentError, TransientError
-from processor.graph import (
-    ConcurrentChange,
-    DryRunCalendar,
-    EventRequests,
-    GraphCalendar,
-    GraphClient,
-    build_calendar,
-    transaction_id,
-)
+from processor.graph import ConcurrentChange, GraphCalendar, GraphClient, build_calendar
+from processor.graph_dryrun import DryRunCalendar
+from processor.graph_events import EventRequests, transaction_id
 from processor.graph_transport import GraphTransport
 from processor.models import Meeting
 from processor.ports import Attendee
