@@ -1,7 +1,7 @@
 """The whole path of one cycle, in order, on one screen.
 
     1. inventory  list what waits in the mailbox folder (sizes; UIDVALIDITY checked)
-    2. fetch      download it with BODY.PEEK[] by UID, in chunks (oversized: headers only)
+    2. fetch      BODY.PEEK[] by UID in chunks (large: text parts only; oversized: header)
     3. store      keep the raw bytes, deduplicated by Message-ID, before any side effect
     4. classify   automated mail (RFC 3834) is ignored
     5. understand what the resident asked for, completing a reply to our clarification
