@@ -7,18 +7,16 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
 
-from processor.config import MailboxConfig, Secret
 from processor.errors import PermanentError, TransientError
 from processor.imap import ImapMailbox
 from processor.ports import MessageRef
-from tests.plugins.dovecot import Dovecot, MakeDovecot
+from tests.plugins.dovecot import Dovecot, MakeDovecot, mailbox_config
 
 # Dovecot 2.3's post-login capabilities, less MOVE (and, for another test, IDLE).
 CAPABILITIES = (
@@ -37,29 +35,7 @@ def message(n: int, body: str = "Please book me a seat.") -> bytes:
     ).encode()
 
 
-def make_config(server: Dovecot, tmp_path: Path, **changes: object) -> MailboxConfig:
-    secret = tmp_path / "imap-password"
-    secret.write_text(server.password + "\n")
-    config = MailboxConfig(
-        kind="imap",
-        host=server.host,
-        port=server.port,
-        security="none",
-        username=server.username,
-        auth="password",
-        password=Secret(key="mailbox.password_file", file=secret),
-        folder="INBOX",
-        processed_folder="Processed",
-        review_folder="Review",
-        sent_folder="Sent",
-        path=None,
-        ca_file=None,
-        timeout=5.0,
-        max_message_bytes=15_000_000,
-        fetch_chunk=100,
-        idle=False,
-    )
-    return replace(config, **changes)  # type: ignore[arg-type]
+make_config = mailbox_config
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from processor.config import MailboxConfig, Secret, load_config
+from processor.config import MailboxConfig, load_config
 from processor.push import (
     BACKOFF_CAP_SECONDS,
     IDLE_CAP_SECONDS,
@@ -20,7 +20,7 @@ from processor.push import (
     idle_timeout,
     start_push,
 )
-from tests.plugins.dovecot import Dovecot, MakeDovecot
+from tests.plugins.dovecot import Dovecot, MakeDovecot, mailbox_config
 from tests.plugins.smtpd import SmtpServer
 from tests.support import write_config
 
@@ -47,28 +47,8 @@ class Wakes:
         self.event.set()
 
 
-def mailbox_config(server: Dovecot, tmp_path: Path) -> MailboxConfig:
-    secret = tmp_path / "imap-password"
-    secret.write_text(server.password)
-    return MailboxConfig(
-        kind="imap",
-        host=server.host,
-        port=server.port,
-        security="none",
-        username=server.username,
-        auth="password",
-        password=Secret(key="mailbox.password_file", file=secret),
-        folder="INBOX",
-        processed_folder="Processed",
-        review_folder="Review",
-        sent_folder="Sent",
-        path=None,
-        ca_file=None,
-        timeout=5.0,
-        max_message_bytes=15_000_000,
-        fetch_chunk=100,
-        idle=True,
-    )
+def idle_config(server: Dovecot, tmp_path: Path) -> MailboxConfig:
+    return mailbox_config(server, tmp_path, idle=True)
 
 
 def wait_until(condition: Callable[[], bool], seconds: float) -> bool:
@@ -90,7 +70,7 @@ def stop() -> Iterator[threading.Event]:
 def watch(
     server: Dovecot, tmp_path: Path, stop: threading.Event, wakes: Wakes, timeout: float = 1.0
 ) -> IdleWatcher:
-    config = mailbox_config(server, tmp_path)
+    config = idle_config(server, tmp_path)
 
     def connect() -> IdleMailbox:
         return ImapIdleMailbox(config)

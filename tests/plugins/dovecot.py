@@ -13,11 +13,13 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pytest
 from imapclient import IMAPClient
+
+from processor.config import MailboxConfig, Secret
 
 DOVECOT = shutil.which("dovecot") or (
     "/usr/sbin/dovecot" if Path("/usr/sbin/dovecot").exists() else None
@@ -313,3 +315,29 @@ def make_dovecot() -> Iterator[MakeDovecot]:
 def dovecot(make_dovecot: MakeDovecot) -> Dovecot:
     """A fresh Dovecot with an empty mailbox for committee@example.org / secret."""
     return make_dovecot()
+
+
+def mailbox_config(server: Dovecot, tmp_path: Path, **changes: object) -> MailboxConfig:
+    """The worker's [mailbox] settings for this server (password from a file), changed."""
+    secret = tmp_path / "imap-password"
+    secret.write_text(server.password + "\n")
+    config = MailboxConfig(
+        kind="imap",
+        host=server.host,
+        port=server.port,
+        security="none",
+        username=server.username,
+        auth="password",
+        password=Secret(key="mailbox.password_file", file=secret),
+        folder="INBOX",
+        processed_folder="Processed",
+        review_folder="Review",
+        sent_folder="Sent",
+        path=None,
+        ca_file=None,
+        timeout=5.0,
+        max_message_bytes=15_000_000,
+        fetch_chunk=100,
+        idle=False,
+    )
+    return replace(config, **changes)  # type: ignore[arg-type]
