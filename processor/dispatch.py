@@ -81,7 +81,7 @@ def dispatch_calendar(svc: Services, report: CycleReport) -> None:
             event = svc.calendar.update_attendees(event, add, remove)
             faults.point("after_calendar")
             svc.store.save_event(meeting_id, event, meeting_fingerprint(meeting))
-            svc.store.finish([i.id for i in items])
+            svc.store.finish([i.id for i in items], "dry_run" if svc.calendar.dry_run else "done")
             report.calendar_changes += len(items)
         except (TransientError, PermanentError) as exc:
             log.warning("Teams update for %s failed: %s", meeting_id, exc)

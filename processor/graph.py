@@ -210,6 +210,8 @@ _READ_HEADERS = {"Prefer": 'outlook.timezone="UTC"'}
 class GraphCalendar:
     """The organiser's calendar through Graph: one Teams event per meeting."""
 
+    dry_run = False
+
     def __init__(self, client: GraphClient, requests_: EventRequests) -> None:
         self._client = client
         self._requests = requests_

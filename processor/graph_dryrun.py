@@ -15,6 +15,8 @@ from processor.ports import Attendee, EventRef
 class DryRunCalendar:
     """Writes the requests it would send as numbered JSON files; sends nothing."""
 
+    dry_run = True
+
     def __init__(self, path: Path, base_url: str, requests_: EventRequests) -> None:
         self._path = path
         self._base_url = base_url

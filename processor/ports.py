@@ -105,6 +105,10 @@ class EventRef:
 class Calendar(Protocol):
     """The organiser's calendar: one Teams event per meeting, attendees kept in step."""
 
+    # True when requests are only written down (graph.dry_run): nobody is invited, so
+    # the staff log must not say invite_sent.
+    dry_run: bool
+
     def ensure_event(self, meeting: Meeting, known: EventRef | None) -> EventRef:
         """Create (deterministic transactionId), adopt or update the meeting's event."""
         ...

@@ -26,6 +26,7 @@ FIELDS = (
     "reply_sent",
     "invite_sent",
     "reason",
+    "invite_dry_run",
     "subject",
     "rule",
     "evidence",
@@ -61,6 +62,7 @@ def log_entries(
         entry = {name: row.get(name) for name in FIELDS}
         entry["reply_sent"] = bool(row["reply_sent"])
         entry["invite_sent"] = bool(row["invite_sent"])
+        entry["invite_dry_run"] = bool(row["invite_dry_run"])
         entry["evidence"] = json.loads(row["evidence"] or "[]")
         entry["access_needs"] = json.loads(row["access_needs"] or "[]")
         entries.append(entry)

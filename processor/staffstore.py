@@ -48,7 +48,9 @@ def log_rows(
         "EXISTS(SELECT 1 FROM outbox o WHERE o.message_id = m.message_id "
         "AND o.kind = 'reply' AND o.state = 'done') AS reply_sent, "
         "EXISTS(SELECT 1 FROM outbox o WHERE o.message_id = m.message_id "
-        "AND o.kind = 'attendee_add' AND o.state = 'done') AS invite_sent "
+        "AND o.kind = 'attendee_add' AND o.state = 'done') AS invite_sent, "
+        "EXISTS(SELECT 1 FROM outbox o WHERE o.message_id = m.message_id "
+        "AND o.kind = 'attendee_add' AND o.state = 'dry_run') AS invite_dry_run "
         "FROM messages m WHERE m.outcome IS NOT NULL"
     )
     params: list[Any] = []

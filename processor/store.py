@@ -421,11 +421,12 @@ class Store:
                 [(_iso(utcnow()), i) for i in item_ids],
             )
 
-    def finish(self, item_ids: Sequence[int]) -> None:
+    def finish(self, item_ids: Sequence[int], state: str = "done") -> None:
+        """Record rows as carried out ('done'), or as only written down ('dry_run')."""
         with self.transaction() as db:
             db.executemany(
-                "UPDATE outbox SET state = 'done', last_error = NULL, updated_at = ? WHERE id = ?",
-                [(_iso(utcnow()), i) for i in item_ids],
+                "UPDATE outbox SET state = ?, last_error = NULL, updated_at = ? WHERE id = ?",
+                [(state, _iso(utcnow()), i) for i in item_ids],
             )
 
     def postpone(self, item_ids: Sequence[int], error: str, retry_at: datetime) -> None:
