@@ -131,6 +131,8 @@ class WorkerConfig:
     understand_timeout: float
     max_attempts: int
     reminder_hours: float
+    digest_time: time | None = None
+    digest_to: str = ""
 
 
 @dataclass(frozen=True)
@@ -254,6 +256,8 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "understand_timeout": _k("float", 10.0, "Time limit for understanding a message (s)."),
         "max_attempts": _k("int", 8, "Attempts before a side effect is referred to staff."),
         "reminder_hours": _k("float", 24.0, "Remind confirmed residents this long before; 0: off."),
+        "digest_time": _k("str", "", 'Send staff the daily digest at this local time ("08:00").'),
+        "digest_to": _k("str", "", "Where the digest goes (default: committee.contact)."),
     },
 }
 
@@ -378,6 +382,15 @@ def _meetings(raw: Any, tz: ZoneInfo, base: Path) -> tuple[Meeting, ...]:
     return tuple(sorted(meetings, key=lambda m: m.start))
 
 
+def _clock_time(key: str, text: str) -> time | None:
+    if not text:
+        return None
+    try:
+        return time.fromisoformat(text)
+    except ValueError:
+        raise ConfigError(key, f'expected a time of day such as "08:00", got {text!r}') from None
+
+
 def _default_port(security: str, ssl: int, starttls: int, none: int) -> int:
     return {"ssl": ssl, "starttls": starttls, "none": none}[security]
 
@@ -490,6 +503,8 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
             understand_timeout=wk["understand_timeout"],
             max_attempts=max(1, wk["max_attempts"]),
             reminder_hours=wk["reminder_hours"],
+            digest_time=_clock_time("worker.digest_time", wk["digest_time"]),
+            digest_to=wk["digest_to"],
         ),
     )
 

@@ -8,15 +8,17 @@ from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
 from email.utils import make_msgid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from processor import staffstore
 from processor.compose import LOOP_HEADER, MAX_SUBJECT, make_environment, one_line
 from processor.config import Config
 from processor.errors import PermanentError
 from processor.models import OUTCOMES
-from processor.store import Store
-from processor.worker import build_transport, outlook_tokens
+from processor.store import NewOutboxItem, Store
+
+if TYPE_CHECKING:
+    from processor.pipeline import Services
 
 PERIOD = timedelta(hours=24)
 
@@ -35,7 +37,9 @@ def digest_context(store: Store, config: Config, now: datetime) -> dict[str, Any
     }
 
 
-def build_digest(store: Store, config: Config, to: str, now: datetime) -> EmailMessage:
+def build_digest(
+    store: Store, config: Config, to: str, now: datetime, message_id: str | None = None
+) -> EmailMessage:
     """The digest email, from the committee address, marked as generated (no auto-replies)."""
     context = digest_context(store, config, now)
     env = make_environment()
@@ -49,7 +53,7 @@ def build_digest(store: Store, config: Config, to: str, now: datetime) -> EmailM
     subject = env.get_template("digest.subject.txt.j2").render(context)
     message["Subject"] = one_line(subject, MAX_SUBJECT)
     message["Date"] = now
-    message["Message-ID"] = make_msgid("digest", domain=committee.domain)
+    message["Message-ID"] = message_id or make_msgid("digest", domain=committee.domain)
     # RFC 3834 section 5: generated, not a reply; our loop header makes the worker ignore
     # it should it land in the committee mailbox.
     message["Auto-Submitted"] = "auto-generated"
@@ -64,6 +68,35 @@ def build_digest(store: Store, config: Config, to: str, now: datetime) -> EmailM
 
 def send_digest(config: Config, message: EmailMessage) -> None:
     """Through the configured transport, on its own connection."""
+    from processor.worker import build_transport, outlook_tokens  # worker imports the pipeline
+
     transport = build_transport(config, outlook_tokens(config))
     with transport.connect() as connection:
         connection.send(message)
+
+
+def enqueue_daily_digest(svc: Services) -> bool:
+    """Queue today's digest once worker.digest_time has passed; once a day, crash or not.
+
+    Its Message-ID is the date's, so the outbox key makes it happen once a day and a
+    send interrupted by a crash is settled like any reply.
+    """
+    at = svc.config.worker.digest_time
+    if at is None:
+        return False
+    tz = svc.config.committee.timezone
+    now = svc.clock()
+    local = now.astimezone(tz)
+    if local.time() < at:
+        return False
+    to = svc.config.worker.digest_to or svc.config.committee.contact
+    message_id = f"<digest-{local.date().isoformat()}@{svc.config.committee.domain}>"
+    message = build_digest(svc.store, svc.config, to, now, message_id=message_id)
+    item = NewOutboxItem(
+        idempotency_key=f"reply:{message_id}",
+        kind="reply",
+        recipient=to.strip().lower(),
+        meeting_id=None,
+        payload=message.as_bytes(),
+    )
+    return svc.store.enqueue(item, message_id)

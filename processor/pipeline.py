@@ -7,7 +7,7 @@
     5. understand what the resident asked for, completing a reply to our clarification
     6. decide     the outcome, from the request and what the store knows
     7. enqueue    the decision, registration, reply and Teams change in one transaction
-    8. remind     queue reminders for meetings starting soon (once each, see reminders.py)
+    8. remind     queue reminders due (once each) and the staff's daily digest (once a day)
     9. dispatch   send due replies, bring Teams attendees in step (see dispatch.py)
    10. file       move each decided message to Processed or Review
 
@@ -28,6 +28,7 @@ from processor import faults
 from processor.classify import classify
 from processor.config import Config
 from processor.decide import decide
+from processor.digest import enqueue_daily_digest
 from processor.dispatch import dispatch
 from processor.models import (
     Classification,
@@ -114,6 +115,7 @@ def run_cycle(svc: Services) -> CycleReport:
                 to_file[stored.destination].append((ref, message_id))
         if not svc.stop.is_set():
             report.reminders = enqueue_reminders(svc)
+            enqueue_daily_digest(svc)
             dispatch(svc, report)
         faults.point("before_move")
         file_messages(svc, to_file, report)

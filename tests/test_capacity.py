@@ -237,3 +237,23 @@ def test_it_stops_replying_to_a_sender_past_the_daily_budget(tmp_path: Path) -> 
     rows = json.loads(cli(config, "log", "--format", "json"))
     assert len(rows) == 5
     assert [r["reply_sent"] for r in rows] == [True, True, False, False, False]
+
+
+def test_it_mails_staff_the_daily_digest_once_a_day(tmp_path: Path) -> None:
+    config = setup(tmp_path, capacity=5)
+    config.write_text(
+        config.read_text() + '\n[worker]\ndigest_time = "08:00"\n'
+        'digest_to = "clerk@council.example.gov.uk"\n'
+    )
+    deliver(tmp_path, 1, "Ann <ann@r.example>", "I'll come in person on 10 December.\n\nAnn")
+    cli(config, "run", "--once", "--now", "2026-12-01T07:00:00+00:00")  # before 08:00
+    assert [m["To"].addresses[0].addr_spec for m in replies(tmp_path)] == ["ann@r.example"]
+    for hour in ("08:30", "12:00", "23:00"):
+        cli(config, "run", "--once", "--now", f"2026-12-01T{hour}:00+00:00")
+    cli(config, "run", "--once", "--now", "2026-12-02T09:00:00+00:00")  # the next day
+    digests = [m for m in replies(tmp_path) if m["To"].addresses[0].addr_spec.startswith("clerk")]
+    assert [m["Message-ID"] for m in digests] == [
+        "<digest-2026-12-01@council.example.gov.uk>",
+        "<digest-2026-12-02@council.example.gov.uk>",
+    ]
+    assert digests[0]["Auto-Submitted"] == "auto-generated"
