@@ -15,7 +15,8 @@ from processor.compose import LOOP_HEADER, MAX_SUBJECT, make_environment, one_li
 from processor.config import Config
 from processor.errors import PermanentError
 from processor.models import OUTCOMES
-from processor.store import NewOutboxItem, Store
+from processor.records import NewOutboxItem
+from processor.store import Store
 
 if TYPE_CHECKING:
     from processor.pipeline import Services

@@ -22,7 +22,7 @@ from processor import faults
 from processor.errors import PermanentError, TransientError
 from processor.models import Meeting
 from processor.ports import Attendee, EventRef, KeepsSentCopies
-from processor.store import OutboxItem
+from processor.records import OutboxItem
 
 if TYPE_CHECKING:
     from processor.pipeline import CycleReport, Services

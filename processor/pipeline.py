@@ -47,8 +47,9 @@ from processor.plan import (
 )
 from processor.ports import Calendar, Mailbox, MessageRef, ReadsTextParts, Transport
 from processor.reading import read_message
+from processor.records import NewOutboxItem
 from processor.reminders import enqueue_reminders
-from processor.store import NewOutboxItem, Store
+from processor.store import Store
 from processor.timelimit import time_limit
 from processor.understand import merge_requests, understand
 

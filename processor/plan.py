@@ -23,7 +23,8 @@ from processor.models import (
     request_to_json,
 )
 from processor.reading import read_message
-from processor.store import DecisionRecord, NewOutboxItem, Store
+from processor.records import DecisionRecord, NewOutboxItem
+from processor.store import Store
 
 _STATUS: dict[str, RegistrationStatus] = {
     "confirmed": "confirmed",

@@ -38,7 +38,8 @@ from processor.models import Decision, InboundEmail, Meeting, Mode, Request, req
 from processor.pipeline import CycleReport, Services
 from processor.plan import build_reply, calendar_items, decision_record, reply_item
 from processor.reading import read_message
-from processor.store import NewOutboxItem, Store
+from processor.records import NewOutboxItem
+from processor.store import Store
 
 log = logging.getLogger(__name__)
 

@@ -13,13 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from processor.store import (
-    DecisionRecord,
-    NewOutboxItem,
-    Store,
-    insert_outbox,
-    upsert_registration,
-)
+from processor.records import DecisionRecord, NewOutboxItem
+from processor.store import Store, insert_outbox, upsert_registration
 
 # No schema change is needed: staff decisions are told apart by their rule ("staff.*").
 STAFF_MIGRATIONS: list[str] = []

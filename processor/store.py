@@ -15,7 +15,6 @@ import socket
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
@@ -23,6 +22,7 @@ from typing import TextIO
 from processor.errors import LockHeldError
 from processor.models import Occupancy, Registration
 from processor.ports import EventRef
+from processor.records import DecisionRecord, NewOutboxItem, OutboxItem, StoredMessage
 from processor.schema import MIGRATIONS
 
 
@@ -32,67 +32,6 @@ def utcnow() -> datetime:
 
 def _iso(value: datetime) -> str:
     return value.astimezone(UTC).isoformat(timespec="seconds")
-
-
-@dataclass(frozen=True)
-class OutboxItem:
-    id: int
-    idempotency_key: str
-    kind: str  # "reply" | "attendee_add" | "attendee_remove"
-    message_id: str
-    recipient: str
-    meeting_id: str | None
-    payload: bytes
-    state: str
-    attempts: int
-
-
-@dataclass(frozen=True)
-class NewOutboxItem:
-    idempotency_key: str
-    kind: str  # "reply" | "attendee_add" | "attendee_remove"
-    recipient: str
-    meeting_id: str | None
-    payload: bytes
-    message_id: str | None = None  # the message it answers, when not the one decided
-
-
-@dataclass(frozen=True)
-class DecisionRecord:
-    """Everything one decision changes in the store."""
-
-    message_id: str
-    intent: str | None
-    mode: str | None
-    meeting_id: str | None
-    party_size: int | None
-    name: str | None
-    access_needs: tuple[str, ...]
-    outcome: str
-    reason: str
-    rule: str
-    evidence_json: str
-    request_json: str | None
-    destination: str  # "processed" | "review"
-    registration: Registration | None
-    outbox: tuple[NewOutboxItem, ...]
-    error: str | None = None
-    promotions: tuple[Registration, ...] = ()  # waiting-list places this decision frees
-
-
-@dataclass(frozen=True)
-class StoredMessage:
-    id: int
-    message_id: str
-    raw: bytes | None
-    raw_complete: bool
-    size: int
-    state: str
-    attempts: int
-    mailbox_key: str | None
-    destination: str | None
-    outcome: str | None
-    request: str | None
 
 
 class Store:
@@ -281,12 +220,6 @@ class Store:
             (f"reply:{reply_message_id}",),
         ).fetchone()
         return None if row is None else self.message(row["message_id"])
-
-    def messages_to_file(self) -> list[StoredMessage]:
-        rows = self.db.execute(
-            "SELECT message_id FROM messages WHERE state = 'decided' ORDER BY id"
-        ).fetchall()
-        return [m for r in rows if (m := self.message(r["message_id"])) is not None]
 
     def mark_filed(self, message_ids: Sequence[str]) -> None:
         with self.transaction() as db:

@@ -11,7 +11,8 @@ from email.utils import format_datetime
 from pathlib import Path
 
 from processor.models import Registration
-from processor.store import DecisionRecord, Store
+from processor.records import DecisionRecord
+from processor.store import Store
 
 REPO = Path(__file__).resolve().parents[1]
 NOW = "2026-12-01T09:00:00+00:00"
