@@ -10,6 +10,7 @@ from zoneinfo import ZoneInfo
 
 from processor.meeting_match import match_meetings, reference_time
 from processor.models import Evidence, InboundEmail, Intent, Meeting, Mode, Request
+from processor.names import read_name
 
 _F = re.IGNORECASE
 
@@ -165,23 +166,6 @@ _FOREIGN = _wordset(
     "obrigado obrigada não uma com"
 )
 
-_SIGN_OFF = re.compile(
-    r"^\s*(?:many thanks|thanks(?: again| very much| so much)?|thank you(?: very much)?|"
-    r"kind regards|best regards|warm regards|regards|best wishes|best|cheers|yours|"
-    r"yours sincerely|yours faithfully|sincerely|all the best|with thanks|take care|"
-    r"thx|ta)[\s,.!-]*$",
-    _F,
-)
-_MY_NAME = re.compile(
-    r"\b(?i:my name is|my name's|name:)\s+([A-Z][\w'.-]+(?:[ \t]+[A-Z][\w'.-]+){0,3})", re.UNICODE
-)
-_NAME_WORD = re.compile(r"^[A-Z][^\W\d_]*(?:['’-][^\W\d_]+)*\.?$", re.UNICODE)
-_NOT_NAME_WORDS = _wordset(
-    "sent from my iphone android mobile thanks regards best council committee mr mrs "
-    "ms dr the dear hi hello get outlook samsung galaxy please phone tel email re "
-    "fwd yes no ok online in person meeting"
-)
-
 
 def understand(
     email: InboundEmail, meetings: Sequence[Meeting], tz: ZoneInfo, now: datetime
@@ -205,7 +189,7 @@ def understand(
     named, candidates = matched.named, matched.candidates
     if not named:
         candidates = tuple(m.id for m in meetings if now < m.closes_at())
-    name = _name(email, evidence)
+    name = read_name(email, evidence)
     party = _party(text, evidence)
     needs = _access_needs(text, evidence)
     wants_to_speak = intent == "speak" or bool(_SPEAK.search(text))
@@ -320,39 +304,6 @@ def _mode(text: str, evidence: list[Evidence]) -> Mode | None:
     return mode
 
 
-def _name(email: InboundEmail, evidence: list[Evidence]) -> str | None:
-    match = _MY_NAME.search(email.new_text)
-    if match and _name_like(match.group(1)):
-        return _named(evidence, "name.my_name_is", match.group(1))
-    lines = [ln.strip() for ln in f"{email.new_text}\n{email.signature or ''}".splitlines()]
-    for i, line in enumerate(lines):
-        if _SIGN_OFF.match(line):
-            following = next((ln for ln in lines[i + 1 :] if ln), "")
-            candidate = following.strip(" ,.-")
-            if _name_like(candidate):
-                return _named(evidence, "name.sign_off", candidate)
-    sig_lines = [ln.strip() for ln in (email.signature or "").splitlines() if ln.strip()]
-    sig_lines = [ln for ln in sig_lines if ln not in ("--", "-- ") and not _SIGN_OFF.match(ln)]
-    if sig_lines and _name_like(sig_lines[0].strip(" ,.-")):
-        return _named(evidence, "name.signature", sig_lines[0].strip(" ,.-"))
-    display = (email.display_name or "").strip().strip("\"'")
-    if "," in display:
-        last, _, first = display.partition(",")
-        display = f"{first.strip()} {last.strip()}"
-    if _name_like(display):
-        return _named(evidence, "name.display_name", display)
-    return None
-
-
-def _name_like(candidate: str) -> bool:
-    words = candidate.split()
-    if not 1 <= len(words) <= 4 or len(candidate) > 60 or "@" in candidate:
-        return False
-    if any(w.lower().strip(".,") in _NOT_NAME_WORDS for w in words):
-        return False
-    return all(_NAME_WORD.match(w) for w in words)
-
-
 def _party(text: str, evidence: list[Evidence]) -> int | None:
     for rule, pattern, fixed in _PARTY_RULES:
         match = pattern.search(text)
@@ -407,11 +358,6 @@ def _foreign_language(text: str) -> str | None:
 
 def _add(evidence: list[Evidence], field: str, rule: str, phrase: str) -> None:
     evidence.append(Evidence(field, rule, phrase.strip()[:120]))
-
-
-def _named(evidence: list[Evidence], rule: str, name: str) -> str:
-    _add(evidence, "name", rule, name)
-    return name.strip()
 
 
 def _slug(phrase: str) -> str:
