@@ -6,7 +6,6 @@ Run: .venv/bin/python bench/understand.py [--seconds N]
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -24,8 +23,8 @@ from processor.decide import decide  # noqa: E402
 from processor.models import Meeting, Situation  # noqa: E402
 from processor.reading import read_message  # noqa: E402
 from processor.understand import understand  # noqa: E402
+from tests.corpus_labels import CORPUS, LABELS, MEETINGS, NOW, OWN, TZ  # noqa: E402
 
-CORPUS = REPO / "tests" / "corpus"
 SHARED = Path(os.environ.get("PROCESSOR_SHARED_DIR", REPO.parent / "shared")) / "corpus"
 FIELDS = ("intent", "mode", "meeting", "name", "party_size", "outcome")
 
@@ -34,11 +33,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--seconds", type=float, default=3.0, help="minimum time per corpus")
     args = parser.parse_args()
-    labels: dict[str, Any] = json.loads((CORPUS / "labels.json").read_text(encoding="utf-8"))
-    tz = ZoneInfo(labels["timezone"])
-    now = datetime.fromisoformat(labels["now"])
-    own = labels["committee"]["address"]
-    meetings = tuple(_meeting(row, tz) for row in labels["meetings"])
+    labels, tz, now, own, meetings = LABELS, TZ, NOW, OWN, MEETINGS
 
     ours = {p.name: p.read_bytes() for p in sorted(CORPUS.glob("*.eml"))}
     _throughput("tests/corpus", list(ours.values()), meetings, tz, now, own, args.seconds)
@@ -111,20 +106,6 @@ def _accuracy(
         print(f"  {field:<10} {right[field] / total:7.1%}")
         for line in wrong[field]:
             print(f"      {line}")
-
-
-def _meeting(row: dict[str, Any], tz: ZoneInfo) -> Meeting:
-    closes = row.get("registration_closes")
-    return Meeting(
-        id=row["id"],
-        title=row["title"],
-        start=datetime.fromisoformat(row["start"]).replace(tzinfo=tz),
-        end=datetime.fromisoformat(row["end"]).replace(tzinfo=tz),
-        venue=row["venue"],
-        in_person_capacity=row["in_person_capacity"],
-        online_capacity=row["online_capacity"],
-        registration_closes=datetime.fromisoformat(closes).replace(tzinfo=tz) if closes else None,
-    )
 
 
 if __name__ == "__main__":

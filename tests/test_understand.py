@@ -2,43 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
-from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 
 from processor.classify import classify
 from processor.decide import decide
-from processor.models import Decision, InboundEmail, Meeting, Request, Situation
+from processor.models import Decision, InboundEmail, Request, Situation
 from processor.reading import read_message
 from processor.understand import merge_requests, understand
-
-CORPUS = Path(__file__).parent / "corpus"
-LABELS: dict[str, Any] = json.loads((CORPUS / "labels.json").read_text(encoding="utf-8"))
-TZ = ZoneInfo(LABELS["timezone"])
-NOW = datetime.fromisoformat(LABELS["now"])
-OWN = LABELS["committee"]["address"]
-
-
-def _meeting(row: dict[str, Any]) -> Meeting:
-    closes = row.get("registration_closes")
-    return Meeting(
-        id=row["id"],
-        title=row["title"],
-        start=datetime.fromisoformat(row["start"]).replace(tzinfo=TZ),
-        end=datetime.fromisoformat(row["end"]).replace(tzinfo=TZ),
-        venue=row["venue"],
-        in_person_capacity=row["in_person_capacity"],
-        online_capacity=row["online_capacity"],
-        registration_closes=datetime.fromisoformat(closes).replace(tzinfo=TZ) if closes else None,
-    )
-
-
-MEETINGS = tuple(_meeting(row) for row in LABELS["meetings"])
+from tests.corpus_labels import CORPUS, LABELS, MEETINGS, NOW, OWN, TZ
 
 
 @dataclass(frozen=True)
