@@ -47,7 +47,7 @@ from processor.plan import (
 )
 from processor.ports import Calendar, Mailbox, MessageRef, ReadsTextParts, Transport
 from processor.reading import read_message
-from processor.records import NewOutboxItem
+from processor.records import NewOutboxItem, StoredMessage
 from processor.reminders import enqueue_reminders
 from processor.store import Store
 from processor.timelimit import time_limit
@@ -108,12 +108,14 @@ def run_cycle(svc: Services) -> CycleReport:
             if svc.stop.is_set():
                 break
             stored = svc.store.message(message_id)
-            if stored is not None and stored.state == "stored":
-                decide_and_enqueue(svc, message_id, email)
+            if stored is None:
+                continue
+            destination = stored.destination
+            if stored.state == "stored":
+                destination = decide_and_enqueue(svc, stored, email)
                 report.decided += 1
-                stored = svc.store.message(message_id)
-            if stored is not None and stored.destination in to_file:
-                to_file[stored.destination].append((ref, message_id))
+            if destination in to_file:
+                to_file[destination].append((ref, message_id))
         if not svc.stop.is_set():
             report.reminders = enqueue_reminders(svc)
             enqueue_daily_digest(svc)
@@ -183,32 +185,34 @@ def store_one(
     return email.message_id, email
 
 
-def decide_and_enqueue(svc: Services, message_id: str, email: InboundEmail | None = None) -> None:
-    """Steps 4 to 7 for one stored message; any failure refers it to staff."""
-    stored = svc.store.message(message_id)
-    assert stored is not None and stored.raw is not None
+def decide_and_enqueue(
+    svc: Services, stored: StoredMessage, email: InboundEmail | None = None
+) -> str:
+    """Steps 4 to 7 for one stored message; any failure refers it to staff.
+
+    Returns where the message is to be filed: "processed" or "review"."""
+    message_id = stored.message_id
+    assert stored.raw is not None
     if email is None:  # read at store time in this cycle, else read back (after a crash)
         email = read_message(stored.raw)
     attempts = svc.store.count_attempt(message_id)
     if attempts > MAX_MESSAGE_ATTEMPTS:
-        refer(
+        return refer(
             svc,
             email,
             f"Handling this message failed {attempts - 1} times; a person should read it.",
             "pipeline.poison",
         )
-        return
     if stored.size > svc.config.mailbox.max_message_bytes:
         limit_mb = svc.config.mailbox.max_message_bytes / 1_000_000
         size_mb = stored.size / 1_000_000
-        refer(
+        return refer(
             svc,
             email,
             f"The message ({size_mb:.1f} MB) is larger than the {limit_mb:g} MB "
             "limit, so it was not downloaded; a person should read it in the Review folder.",
             "pipeline.oversized",
         )
-        return
     try:
         with time_limit(svc.config.worker.understand_timeout, "Understanding the message"):
             faults.point("understand", message_id)
@@ -223,21 +227,22 @@ def decide_and_enqueue(svc: Services, message_id: str, email: InboundEmail | Non
             svc.clock(),
             with_calendar=svc.calendar is not None,
         )
-        svc.store.commit_decision(
-            decision_record(email, request, decision, outbox + promotion_items, promotions=promoted)
+        record = decision_record(
+            email, request, decision, outbox + promotion_items, promotions=promoted
         )
+        svc.store.commit_decision(record)
     except Exception as exc:  # one message must never stop the ones behind it
         log.exception("could not handle %s", message_id)
         detail = "".join(traceback.format_exception_only(exc)).strip()
-        refer(
+        return refer(
             svc,
             email,
             f"The message could not be handled automatically ({detail}).",
             "pipeline.error",
             error=detail,
         )
-        return
     faults.point("after_decision")
+    return record.destination
 
 
 def understand_and_decide(
@@ -296,10 +301,11 @@ def plan_effects(
 
 def refer(
     svc: Services, email: InboundEmail, reason: str, rule: str, *, error: str | None = None
-) -> None:
-    """Record a message as referred to staff (Review folder), without a reply."""
-    decision = Decision(outcome="referred", reason=reason, rule=rule)
-    svc.store.commit_decision(decision_record(email, None, decision, [], error=error))
+) -> str:
+    """Record a message as referred to staff, without a reply; it goes to Review."""
+    record = decision_record(email, None, Decision("referred", reason, rule), [], error=error)
+    svc.store.commit_decision(record)
+    return record.destination
 
 
 def file_messages(
