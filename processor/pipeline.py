@@ -31,7 +31,6 @@ from processor.decide import decide
 from processor.digest import enqueue_daily_digest
 from processor.dispatch import dispatch
 from processor.models import (
-    Classification,
     Decision,
     InboundEmail,
     Request,
@@ -216,7 +215,7 @@ def decide_and_enqueue(
     try:
         with time_limit(svc.config.worker.understand_timeout, "Understanding the message"):
             faults.point("understand", message_id)
-            _, request, decision = understand_and_decide(svc, email)
+            request, decision = understand_and_decide(svc, email)
         outbox = plan_effects(svc, email, request, decision)
         promoted, promotion_items = promotion_effects(
             svc.config,
@@ -245,9 +244,8 @@ def decide_and_enqueue(
     return record.destination
 
 
-def understand_and_decide(
-    svc: Services, email: InboundEmail
-) -> tuple[Classification, Request | None, Decision]:
+def understand_and_decide(svc: Services, email: InboundEmail) -> tuple[Request | None, Decision]:
+    """Steps 4 to 6: classify, understand (completing a thread), decide."""
     config = svc.config
     now = svc.clock()
     classification = classify(email, config.committee.address)
@@ -263,7 +261,7 @@ def understand_and_decide(
         registrations=svc.store.registrations_for(email.sender),
         occupancy=svc.store.occupancy(),
     )
-    return classification, request, decide(email, classification, request, situation)
+    return request, decide(email, classification, request, situation)
 
 
 def thread_original(svc: Services, email: InboundEmail) -> Request | None:
