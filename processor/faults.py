@@ -2,8 +2,9 @@
 
 `PROCESSOR_FAULTS="after_decision=kill"` makes the worker SIGKILL itself when it
 passes that point; `after_send=kill:3` on the third pass; `understand=raise:<text>`
-raises there for subjects (Message-IDs) containing <text>, and `hang:<text>` sleeps
-there for an hour. Unset in production,
+raises there for subjects (Message-IDs) containing <text>, `die:<text>` SIGKILLs
+there for them (a message that crashes the worker every time), and `hang:<text>`
+sleeps there for an hour. Unset in production,
 each point costs one dict lookup.
 """
 
@@ -44,6 +45,8 @@ def point(name: str, subject: str = "") -> None:
         _passes[name] += 1
         if _passes[name] >= int(argument or 1):
             os.kill(os.getpid(), signal.SIGKILL)
+    elif verb == "die" and argument in subject:
+        os.kill(os.getpid(), signal.SIGKILL)
     elif verb == "raise" and argument in subject:
         raise InjectedFault(f"fault injected at {name}")
     elif verb == "hang" and argument in subject:

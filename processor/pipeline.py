@@ -3,6 +3,7 @@
     1. inventory  list what waits in the mailbox folder (sizes; UIDVALIDITY checked)
     2. fetch      BODY.PEEK[] by UID in chunks (large: text parts only; oversized: header)
     3. store      keep the raw bytes, deduplicated by Message-ID, before any side effect
+                  (steps 3 to 7 run a fetch chunk at a time: two commits per chunk)
     4. classify   automated mail (RFC 3834) is ignored
     5. understand what the resident asked for, completing a reply to our clarification
     6. decide     the outcome, from the request and what the store knows
@@ -20,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -57,6 +58,9 @@ log = logging.getLogger(__name__)
 # A message whose handling was started this many times without a decision (the worker
 # died under it) is a poison message: referred without another try.
 MAX_MESSAGE_ATTEMPTS = 3
+
+# A chunk holds at most this many bytes of mail (and `mailbox.fetch_chunk` messages).
+CHUNK_BYTES = 8_000_000
 
 
 @dataclass
@@ -103,18 +107,13 @@ def run_cycle(svc: Services) -> CycleReport:
         token, refs = take_inventory(svc)
         report.seen = len(refs)
         to_file: dict[str, list[tuple[MessageRef, str]]] = {"processed": [], "review": []}
-        for ref, message_id, email in fetch_and_store(svc, token, refs):
+        mb = svc.config.mailbox
+        for chunk in chunked(fetch(svc, token, refs), mb.fetch_chunk, CHUNK_BYTES):
             if svc.stop.is_set():
                 break
-            stored = svc.store.message(message_id)
-            if stored is None:
-                continue
-            destination = stored.destination
-            if stored.state == "stored":
-                destination = decide_and_enqueue(svc, stored, email)
-                report.decided += 1
-            if destination in to_file:
-                to_file[destination].append((ref, message_id))
+            for ref, message_id, destination in handle_chunk(svc, token, chunk, report):
+                if destination in to_file:
+                    to_file[destination].append((ref, message_id))
         if not svc.stop.is_set():
             report.reminders = enqueue_reminders(svc)
             enqueue_daily_digest(svc)
@@ -138,63 +137,134 @@ def take_inventory(svc: Services) -> tuple[str, list[MessageRef]]:
     return token, refs
 
 
-def fetch_and_store(
-    svc: Services, token: str, refs: list[MessageRef]
-) -> Iterator[tuple[MessageRef, str, InboundEmail | None]]:
-    """Yield (ref, Message-ID) once each message's raw bytes are safely in the store."""
+@dataclass(frozen=True)
+class Fetched:
+    """One message from the folder: its bytes, or what the store knew of it already."""
+
+    ref: MessageRef
+    raw: bytes = b""
+    complete: bool = True
+    known: StoredMessage | None = None  # decided before a crash or a failed move
+
+    @property
+    def weight(self) -> int:
+        return len(self.raw)
+
+
+def fetch(svc: Services, token: str, refs: list[MessageRef]) -> Iterator[Fetched]:
+    """Each message's bytes, in folder order; large ones without their attachments."""
     limit = svc.config.mailbox.max_message_bytes
     partial_limit = svc.config.mailbox.partial_fetch_bytes
     wanted: list[MessageRef] = []
     for ref in refs:
         known = svc.store.message_at(token, ref.key)
         if known is not None and known.state != "stored":
-            yield ref, known.message_id, None  # decided before a crash or a failed move
+            yield Fetched(ref, known=known)
         elif ref.size > limit:
             # Never downloaded whole: the header is enough to tell staff who sent it.
-            header = svc.mailbox.fetch_header(ref)
-            yield ref, *store_one(svc, token, ref, header, complete=False)
+            yield Fetched(ref, svc.mailbox.fetch_header(ref), complete=False)
         elif ref.size > partial_limit and isinstance(svc.mailbox, ReadsTextParts):
             # Attachments are no part of a request: read the text, leave the rest.
-            text_only = svc.mailbox.fetch_text_parts(ref)
-            yield ref, *store_one(svc, token, ref, text_only, complete=False)
+            yield Fetched(ref, svc.mailbox.fetch_text_parts(ref), complete=False)
         else:
             wanted.append(ref)
     for ref, raw in svc.mailbox.fetch(wanted):
-        yield ref, *store_one(svc, token, ref, raw, complete=True)
+        yield Fetched(ref, raw)
 
 
-def store_one(
-    svc: Services, token: str, ref: MessageRef, raw: bytes, complete: bool
-) -> tuple[str, InboundEmail]:
-    email = read_message(raw)
-    svc.store.store_raw(
+def chunked(items: Iterable[Fetched], most: int, most_bytes: int) -> Iterator[list[Fetched]]:
+    """Runs of at most `most` messages and (past the first) at most `most_bytes` bytes."""
+    chunk: list[Fetched] = []
+    weight = 0
+    for item in items:
+        if chunk and (len(chunk) >= most or weight + item.weight > most_bytes):
+            yield chunk
+            chunk, weight = [], 0
+        chunk.append(item)
+        weight += item.weight
+    if chunk:
+        yield chunk
+
+
+def handle_chunk(
+    svc: Services, token: str, chunk: list[Fetched], report: CycleReport
+) -> list[tuple[MessageRef, str, str | None]]:
+    """Steps 3 to 7 for one fetch chunk: (ref, Message-ID, where to file it) for each.
+
+    The chunk's raw bytes are stored in one transaction and its decisions made in
+    another, so a hundred messages cost two commits. Nothing leaves the process until
+    dispatch, so a crash before a commit loses no side effect: the messages are still in
+    the folder and are read again. A message already started once without a decision
+    (the worker died under it) is retried on its own, counted and committed singly, so
+    a poison message is found without taking its neighbours with it.
+    """
+    done: list[tuple[MessageRef, str, str | None]] = []
+    first_tries: list[tuple[MessageRef, StoredMessage, InboundEmail]] = []
+    retries: list[tuple[MessageRef, StoredMessage, InboundEmail]] = []
+    copies: list[tuple[MessageRef, str]] = []  # a Message-ID twice in the chunk
+    to_decide: set[str] = set()
+    with svc.store.transaction():
+        for item in chunk:
+            if item.known is not None:
+                done.append((item.ref, item.known.message_id, item.known.destination))
+                continue
+            stored, email = store_one(svc, token, item)
+            if stored.message_id in to_decide:
+                copies.append((item.ref, stored.message_id))
+            elif stored.state != "stored":  # the same Message-ID was decided before
+                done.append((item.ref, stored.message_id, stored.destination))
+            elif stored.attempts == 0:
+                svc.store.count_attempt(stored.message_id)
+                first_tries.append((item.ref, stored, email))
+                to_decide.add(stored.message_id)
+            else:
+                retries.append((item.ref, stored, email))
+                to_decide.add(stored.message_id)
+    with svc.store.transaction():
+        for ref, stored, email in first_tries:
+            if svc.stop.is_set():
+                break
+            done.append((ref, stored.message_id, decide_and_enqueue(svc, stored, email, 1)))
+            report.decided += 1
+    for ref, stored, email in retries:
+        if svc.stop.is_set():
+            break
+        attempts = svc.store.count_attempt(stored.message_id)
+        done.append((ref, stored.message_id, decide_and_enqueue(svc, stored, email, attempts)))
+        report.decided += 1
+    for ref, message_id in copies:  # filed with the first copy's decision
+        decided = svc.store.message(message_id)
+        done.append((ref, message_id, decided.destination if decided else None))
+    return done
+
+
+def store_one(svc: Services, token: str, item: Fetched) -> tuple[StoredMessage, InboundEmail]:
+    email = read_message(item.raw)
+    stored = svc.store.store_raw(
         message_id=email.message_id,
         sha256=email.sha256,
         received_at=email.date or svc.clock(),
-        raw=raw,
-        raw_complete=complete,
-        size=ref.size,
-        mailbox_key=ref.key,
+        raw=item.raw,
+        raw_complete=item.complete,
+        size=item.ref.size,
+        mailbox_key=item.ref.key,
         sync_token=token,
         sender=email.sender,
         name=email.display_name,
         subject=email.subject,
     )
     faults.point("after_store_raw")
-    return email.message_id, email
+    return stored, email
 
 
 def decide_and_enqueue(
-    svc: Services, stored: StoredMessage, email: InboundEmail | None = None
+    svc: Services, stored: StoredMessage, email: InboundEmail, attempts: int
 ) -> str:
     """Steps 4 to 7 for one stored message; any failure refers it to staff.
 
-    Returns where the message is to be filed: "processed" or "review"."""
+    `attempts` counts the times handling it was started, this one included. Returns
+    where the message is to be filed: "processed" or "review"."""
     message_id = stored.message_id
-    assert stored.raw is not None
-    if email is None:  # read at store time in this cycle, else read back (after a crash)
-        email = read_message(stored.raw)
-    attempts = svc.store.count_attempt(message_id)
     if attempts > MAX_MESSAGE_ATTEMPTS:
         return refer(
             svc,

@@ -50,6 +50,7 @@ class Store:
         self._migrate()
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self._lock_file: TextIO | None = None
+        self._depth = 0  # open transaction() blocks: 0 none, 1 a transaction, more savepoints
 
     def close(self) -> None:
         self.release_lock()
@@ -71,12 +72,34 @@ class Store:
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One transaction; inside another it is a savepoint.
+
+        The worker wraps a whole fetch chunk in one transaction (one fsync for a hundred
+        messages), and each message's own writes in a nested one: a message that fails
+        undoes only its own writes, and nothing is durable until the outer commit.
+        """
+        if self._depth:
+            savepoint = f"sp{self._depth}"
+            self.db.execute(f"SAVEPOINT {savepoint}")
+            self._depth += 1
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute(f"ROLLBACK TO {savepoint}")
+                raise
+            finally:
+                self._depth -= 1
+                self.db.execute(f"RELEASE {savepoint}")
+            return
         self.db.execute("BEGIN IMMEDIATE")
+        self._depth = 1
         try:
             yield self.db
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+        finally:
+            self._depth = 0
         self.db.execute("COMMIT")
 
     # --- the worker lock -------------------------------------------------------------

@@ -11,6 +11,7 @@ from tests.crashkit import Tally, named_point_scenario, random_kill_scenario
 from tests.graphfake import GraphFake
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
+from tests.support import NOW, request, run_cli, staff_log, write_config
 
 # Where to die: the second pass (mid-batch) of each per-message point; the calendar
 # PATCH and the move happen once a cycle, so there the first pass is the only one.
@@ -45,3 +46,36 @@ def test_it_gives_one_reply_and_one_invite_after_random_kills(
         tmp_path, dovecot, smtpd, graph_fake, seed, server_files_sent=True
     )
     assert result == Tally(0, 0, 0, 0, result.kills)
+
+
+def test_it_refers_a_message_that_kills_the_worker_and_spares_its_chunk(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    # Five requests decided in one chunk transaction; the third kills the worker each
+    # time it is read. The chunk is retried message by message, so the killer is found
+    # (referred after three starts) and the other four are answered, once each.
+    for n in range(1, 6):
+        sender = f"Resident {n} <resident{n}@residents.example>"
+        body = f"I'd like to attend online on 10 December.\n\nResident {n}"
+        dovecot.append("INBOX", request(n, sender, "Attending", body))
+    config = write_config(tmp_path, dovecot, smtpd)
+
+    kills = 0
+    for _ in range(6):
+        result = run_cli(config, "run", "--once", "--now", NOW, faults="understand=die:e2e-3")
+        if result.returncode == 0:
+            break
+        assert result.returncode == -9, result.stderr
+        kills += 1
+
+    assert kills == 3  # the first start in the chunk, then two starts on its own
+    by_sender = {row["sender"]: row for row in staff_log(config).values()}
+    poison = by_sender.pop("resident3@residents.example")
+    assert poison["outcome"] == "referred"
+    assert "failed 3 times" in poison["reason"]
+    assert {row["outcome"] for row in by_sender.values()} == {"confirmed"}
+    assert len(by_sender) == 4
+    assert sorted(m.rcpt_tos for m in smtpd.messages) == [
+        (f"resident{n}@residents.example",) for n in (1, 2, 4, 5)
+    ]
+    assert dovecot.uids("INBOX") == []

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -52,4 +53,34 @@ def test_it_frees_the_lock_of_a_killed_worker(tmp_path: Path) -> None:
         except LockHeldError:
             assert time.monotonic() < deadline
             time.sleep(0.05)
+    store.close()
+
+
+def _row_count(path: Path) -> int:
+    """What another connection sees: only what is committed."""
+    with sqlite3.connect(path) as db:
+        return int(db.execute("SELECT COUNT(*) FROM mailbox_state").fetchone()[0])
+
+
+def test_a_nested_transaction_undoes_only_its_own_writes_and_commits_with_the_outer(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    with store.transaction():
+        store.save_sync_state("kept", "1", None)  # itself a transaction(): a savepoint
+        with pytest.raises(RuntimeError), store.transaction() as db:
+            db.execute(
+                "INSERT INTO mailbox_state(folder, sync_token, updated_at) VALUES ('undone', 1, 0)"
+            )
+            raise RuntimeError("this message failed")
+        assert store.sync_token("kept") == "1"
+        assert store.sync_token("undone") is None
+        assert _row_count(path) == 0  # nothing durable before the outer commit
+    assert _row_count(path) == 1
+    with pytest.raises(RuntimeError), store.transaction():
+        store.save_sync_state("lost", "2", None)
+        raise RuntimeError("the whole chunk failed")
+    assert store.sync_token("lost") is None
+    assert _row_count(path) == 1
     store.close()
