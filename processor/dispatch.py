@@ -2,7 +2,8 @@
 
 A row is marked `sending` before the outside call and `done` after it (the
 Healthchecks pattern), so a crash in between leaves it visibly in doubt; the next
-cycle settles it without doubling the effect (see `settle_reply`).
+cycle settles it without doubling the effect (`already_sent`). A reply's 250 is
+recorded (`sent`) the moment it arrives, and its Sent copy is filed with its group's.
 """
 
 from __future__ import annotations
@@ -14,14 +15,12 @@ import random
 from collections import defaultdict
 from collections.abc import Sequence
 from datetime import timedelta
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import TYPE_CHECKING
 
 from processor import faults
 from processor.errors import PermanentError, TransientError
 from processor.models import Meeting
-from processor.ports import Attendee, EventRef, KeepsSentCopies
+from processor.ports import Attendee, Connection, EventRef, KeepsSentCopies
 from processor.records import OutboxItem
 
 if TYPE_CHECKING:
@@ -30,6 +29,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 CALENDAR_KINDS = ("attendee_add", "attendee_remove")
+# Replies claimed in one commit whose Sent copies are filed in one MULTIAPPEND.
+REPLY_GROUP = 20
 
 
 def dispatch(svc: Services, report: CycleReport) -> None:
@@ -126,34 +127,17 @@ def net_changes(items: Sequence[OutboxItem]) -> tuple[list[Attendee], list[str]]
 
 
 def dispatch_replies(svc: Services, report: CycleReport) -> None:
-    """Send due replies over one transport connection; settle in-doubt ones first."""
+    """Send due replies over one transport connection, a group at a time."""
     items = svc.store.due_outbox(svc.clock(), ("reply",))
     if not items:
         return
     try:
         with svc.transport.connect() as connection:
-            for item in items:
+            for start in range(0, len(items), REPLY_GROUP):
                 if svc.stop.is_set():
                     break
-                if item.state == "sending" and already_sent(svc, item):
-                    log.info("%s was sent before a crash; not sending again", item.recipient)
-                    svc.store.finish([item.id])
-                    continue
-                svc.store.claim([item.id])
-                message = parse_reply(item.payload)
-                faults.point("before_send")
-                try:
-                    connection.send(message)
-                except (TransientError, PermanentError) as exc:
-                    report.errors.append(f"reply {item.idempotency_key}: {exc}")
-                    record_failure(svc, [item], exc)
-                    if isinstance(exc, TransientError):
-                        break  # the server is unwell: the rest wait for the next cycle
-                    continue
-                keep_sent_copy(svc, message, item.payload)
-                faults.point("after_send")
-                svc.store.finish([item.id])
-                report.replies_sent += 1
+                if not send_group(svc, connection, items[start : start + REPLY_GROUP], report):
+                    break  # the server is unwell: the rest wait for the next cycle
     except (TransientError, PermanentError) as exc:
         # The connection itself failed (server down, login refused): no row is at fault,
         # so every due row stays pending for a later cycle and the error is reported.
@@ -161,33 +145,78 @@ def dispatch_replies(svc: Services, report: CycleReport) -> None:
         log.warning("reply transport unavailable: %s", exc)
 
 
-def keep_sent_copy(svc: Services, message: EmailMessage, raw: bytes) -> None:
-    """After an SMTP send, file a copy in Sent: the record `already_sent` looks for.
+def send_group(
+    svc: Services, connection: Connection, group: Sequence[OutboxItem], report: CycleReport
+) -> bool:
+    """Claim a group in one commit, send each, record each 250 at once, file the copies.
 
-    A crash between the server's acceptance and this APPEND is the one window in which
-    a reply can go twice; SMTP cannot close it. A server that files the copy itself
-    before it answers 250 (Exchange Online; `smtp.server_files_sent`) has no window.
+    A row goes pending -> sending (claimed) -> sent (the server said 250, committed
+    straight after) -> done (its Sent copy filed). A crash leaves `sending` rows in
+    doubt, settled by `already_sent`, and `sent` rows, which only lack their copy.
+    Returns False when a temporary failure says the server is unwell.
     """
-    if isinstance(svc.transport, KeepsSentCopies) or svc.config.smtp.server_files_sent:
+    svc.store.claim([item.id for item in group if item.state == "pending"])
+    accepted: list[OutboxItem] = []
+    for position, item in enumerate(group):
+        if item.state == "sent":
+            accepted.append(item)
+            continue
+        if item.state == "sending" and already_sent(svc, item):
+            log.info("%s was sent before a crash; not sending again", item.recipient)
+            svc.store.finish([item.id])
+            continue
+        faults.point("before_send")
+        try:
+            connection.send_raw(
+                item.payload,  # the bytes composed and stored at decision time, unchanged
+                sender=svc.config.committee.address,
+                recipient=item.recipient,
+                message_id=item.idempotency_key.removeprefix("reply:"),
+            )
+        except (TransientError, PermanentError) as exc:
+            report.errors.append(f"reply {item.idempotency_key}: {exc}")
+            record_failure(svc, [item], exc)
+            if isinstance(exc, TransientError):
+                svc.store.unclaim([i.id for i in group[position + 1 :]])
+                file_sent_copies(svc, accepted)
+                return False
+            continue
+        svc.store.mark_sent(item.id)
+        faults.point("after_send")
+        accepted.append(item)
+        report.replies_sent += 1
+    file_sent_copies(svc, accepted)
+    return True
+
+
+def file_sent_copies(svc: Services, items: Sequence[OutboxItem]) -> None:
+    """After SMTP sends, file copies in Sent (one MULTIAPPEND), then mark the rows done.
+
+    The copies are the staff's record of what went out. A server that files its own
+    copy (Graph's Sent Items, `smtp.server_files_sent` for Exchange Online) needs none.
+    A row still `sent` after a crash may have had its copy filed already: look first.
+    """
+    if not items:
         return
-    try:
-        svc.mailbox.append_sent(raw)  # the bytes sent: no second flattening
-    except (TransientError, PermanentError) as exc:
-        log.warning("could not file a Sent copy of %s: %s", message["Message-ID"], exc)
+    if not (isinstance(svc.transport, KeepsSentCopies) or svc.config.smtp.server_files_sent):
+        unfiled = [
+            item
+            for item in items
+            if item.state != "sent" or not svc.mailbox.find_in_sent(reply_id(item))
+        ]
+        try:
+            svc.mailbox.append_sent(*(item.payload for item in unfiled))  # the bytes sent
+        except (TransientError, PermanentError) as exc:
+            log.warning("could not file %d Sent copies: %s", len(unfiled), exc)
+    svc.store.finish([item.id for item in items])
+
+
+def reply_id(item: OutboxItem) -> str:
+    return item.idempotency_key.removeprefix("reply:")
 
 
 def already_sent(svc: Services, item: OutboxItem) -> bool:
     """For a row left `sending` by a crash: look for the reply before sending again."""
-    message_id = item.idempotency_key.removeprefix("reply:")
     if isinstance(svc.transport, KeepsSentCopies):
-        return svc.transport.find_sent(message_id)
-    return svc.mailbox.find_in_sent(message_id)
-
-
-def parse_reply(payload: bytes) -> EmailMessage:
-    # compat32 keeps headers as plain strings: the modern policy re-parses a header on
-    # every access, which was a third of the CPU per reply (bench/backlog.py --profile),
-    # and the message is only handed on, never inspected.
-    message = message_from_bytes(payload, _class=EmailMessage, policy=policy.compat32)
-    assert isinstance(message, EmailMessage)
-    return message
+        return svc.transport.find_sent(reply_id(item))
+    return svc.mailbox.find_in_sent(reply_id(item))

@@ -28,10 +28,15 @@ class GraphConnection:
         self._user = quote(sender, safe="@")
 
     def send(self, message: EmailMessage) -> None:
+        raw = message.as_bytes(policy=SMTP)
+        self.send_raw(raw, sender="", recipient="", message_id=str(message["Message-ID"]))
+
+    def send_raw(self, raw: bytes, *, sender: str, recipient: str, message_id: str) -> None:
         # The JSON form would rebuild the message and drop In-Reply-To, References and
-        # Auto-Submitted; the MIME form sends our bytes as they are. Exchange saves a
-        # copy in Sent Items (MIME form cannot turn that off), which find_sent relies on.
-        raw = base64.b64encode(message.as_bytes(policy=SMTP))
+        # Auto-Submitted; the MIME form sends our bytes as they are (recipients from
+        # its header). Exchange saves a copy in Sent Items (MIME form cannot turn that
+        # off), which find_sent relies on.
+        raw = base64.b64encode(raw)
         if len(raw) > MAX_MIME_BYTES:
             raise PermanentError(f"message is {len(raw)} bytes encoded; sendMail takes 4 MB")
         self._client.request(

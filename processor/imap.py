@@ -158,15 +158,25 @@ class ImapMailbox:
 
     # --- beyond the Protocol: sent copies and waiting -------------------------------
 
-    def append_sent(self, raw: bytes) -> None:
-        """Keep a copy of a reply in the sent folder, marked \\Seen."""
+    def append_sent(self, *raws: bytes) -> None:
+        """Keep copies of replies in the sent folder, marked \\Seen: one MULTIAPPEND.
+
+        RFC 3502 makes the batch atomic: all of it is filed or none. A server without
+        MULTIAPPEND gets one APPEND each.
+        """
+        if not raws:
+            return
         client = self._connected()
         folder = self._config.sent_folder
         with self._translated(f"appending to {folder}"):
             if folder not in self._known_folders:  # one LIST per connection, not per reply
                 self._ensure_folder(client, folder)
                 self._known_folders.add(folder)
-            client.append(folder, raw, flags=[SEEN])
+            if len(raws) > 1 and client.has_capability("MULTIAPPEND"):
+                client.multiappend(folder, [{"msg": raw, "flags": [SEEN]} for raw in raws])
+            else:
+                for raw in raws:
+                    client.append(folder, raw, flags=[SEEN])
 
     def find_in_sent(self, message_id: str) -> bool:
         """Whether a reply with this Message-ID is in the sent folder (in-doubt sends)."""

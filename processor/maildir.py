@@ -119,13 +119,15 @@ class MaildirMailbox:
     def close(self) -> None:
         """Nothing stays open between calls."""
 
-    def append_sent(self, raw: bytes) -> None:
-        """Keep a copy of a reply in the sent folder, marked seen (flag S in cur/)."""
+    def append_sent(self, *raws: bytes) -> None:
+        """Keep copies of replies in the sent folder, marked seen (flag S in cur/)."""
         folder = self._folder(self._config.sent_folder, create=True)
         try:
-            key = mailbox.Maildir(folder, factory=None, create=False).add(raw)
-            seen = f"{key}{mailbox.Maildir.colon}2,S"
-            os.rename(folder / "new" / key, folder / "cur" / seen)
+            sent = mailbox.Maildir(folder, factory=None, create=False)
+            for raw in raws:
+                key = sent.add(raw)
+                seen = f"{key}{mailbox.Maildir.colon}2,S"
+                os.rename(folder / "new" / key, folder / "cur" / seen)
         except OSError as exc:
             raise TransientError(f"cannot write to the sent maildir: {exc}") from exc
 

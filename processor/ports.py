@@ -44,8 +44,8 @@ class Mailbox(Protocol):
         """File messages in the processed or review folder (created when missing)."""
         ...
 
-    def append_sent(self, raw: bytes) -> None:
-        """Keep a copy of a reply in the Sent folder (for transports that file none)."""
+    def append_sent(self, *raws: bytes) -> None:
+        """Keep copies of replies in the Sent folder (for transports that file none)."""
         ...
 
     def find_in_sent(self, message_id: str) -> bool:
@@ -67,6 +67,11 @@ class Connection(Protocol):
 
     def send(self, message: EmailMessage) -> None:
         """Hand the message over; recipients are its To header."""
+        ...
+
+    def send_raw(self, raw: bytes, *, sender: str, recipient: str, message_id: str) -> None:
+        """Hand over a message already flattened (CRLF line ends), as it is, to one
+        recipient from `sender` (the SMTP envelope); `message_id` names it in errors."""
         ...
 
 

@@ -41,7 +41,7 @@ def log_rows(
     sql = (
         "SELECT m.*, "
         "EXISTS(SELECT 1 FROM outbox o WHERE o.message_id = m.message_id "
-        "AND o.kind = 'reply' AND o.state = 'done') AS reply_sent, "
+        "AND o.kind = 'reply' AND o.state IN ('sent', 'done')) AS reply_sent, "
         "EXISTS(SELECT 1 FROM outbox o WHERE o.message_id = m.message_id "
         "AND o.kind = 'attendee_add' AND o.state = 'done') AS invite_sent, "
         "EXISTS(SELECT 1 FROM outbox o WHERE o.message_id = m.message_id "

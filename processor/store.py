@@ -359,11 +359,13 @@ class Store:
             return insert_outbox(db, message_id, item, _iso(utcnow())) == 1
 
     def due_outbox(self, now: datetime, kinds: Sequence[str]) -> list[OutboxItem]:
-        """Pending rows that are due, and rows left `sending` by a crash (in doubt)."""
+        """Pending rows that are due, rows left `sending` by a crash (in doubt), and
+        replies `sent` whose Sent copy a crash kept from being filed."""
         marks = ",".join("?" for _ in kinds)
         rows = self.db.execute(
             f"SELECT * FROM outbox WHERE kind IN ({marks}) AND "
-            "((state = 'pending' AND next_attempt_at <= ?) OR state = 'sending') ORDER BY id",
+            "((state = 'pending' AND next_attempt_at <= ?) OR state IN ('sending', 'sent')) "
+            "ORDER BY id",
             (*kinds, _iso(now)),
         ).fetchall()
         return [_outbox(r) for r in rows]
@@ -375,6 +377,27 @@ class Store:
                 "UPDATE outbox SET state = 'sending', attempts = attempts + 1, updated_at = ? "
                 "WHERE id = ?",
                 [(_iso(utcnow()), i) for i in item_ids],
+            )
+
+    def unclaim(self, item_ids: Sequence[int]) -> None:
+        """Claimed rows never tried (the server went away first): pending, as they were."""
+        with self.transaction() as db:
+            db.executemany(
+                "UPDATE outbox SET state = 'pending', attempts = attempts - 1, updated_at = ? "
+                "WHERE id = ? AND state = 'sending'",
+                [(_iso(utcnow()), i) for i in item_ids],
+            )
+
+    def mark_sent(self, item_id: int) -> None:
+        """The server accepted the reply: the record that stops a second send.
+
+        Committed at once, so a crash after the server's 250 costs no duplicate unless
+        it falls in the moment before this commit.
+        """
+        with self.transaction() as db:
+            db.execute(
+                "UPDATE outbox SET state = 'sent', last_error = NULL, updated_at = ? WHERE id = ?",
+                (_iso(utcnow()), item_id),
             )
 
     def finish(self, item_ids: Sequence[int], state: str = "done") -> None:

@@ -97,6 +97,14 @@ class _SmtpConnection:
             # Some recipients took it, so a retry would send it twice: staff decide.
             raise PermanentError(f"sent {message['Message-ID']}, but refused for {refused}")
 
+    def send_raw(self, raw: bytes, *, sender: str, recipient: str, message_id: str) -> None:
+        # An address beyond ASCII needs SMTPUTF8 (RFC 6531); a server without it refuses.
+        options = [] if sender.isascii() and recipient.isascii() else ["SMTPUTF8"]
+        try:
+            self._smtp.sendmail(sender, [recipient], raw, mail_options=options)
+        except _CAUGHT as exc:
+            raise _translate(exc, f"sending {message_id} via {self._where}") from exc
+
 
 class SmtpTransport:
     """Submits replies over SMTP (ssl, starttls or none), password or XOAUTH2 login."""
@@ -170,10 +178,9 @@ def _safe_id(message_id: str) -> str:
     return _UNSAFE.sub("_", raw_id).strip("._")[:120] or "no-message-id"
 
 
-def eml_name(message: EmailMessage, now: datetime) -> str:
+def eml_name(message_id: str, now: datetime) -> str:
     """`<timestamp>-<message-id>.eml`, with the id reduced to characters safe in a file name."""
-    safe_id = _safe_id(str(message.get("Message-ID", "")))
-    return f"{now.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}-{safe_id}.eml"
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%S.%fZ}-{_safe_id(message_id)}.eml"
 
 
 # A misconfigured folder stays wrong until someone fixes it; a full disk may clear.
@@ -185,13 +192,18 @@ class _FileConnection:
         self._folder = folder
 
     def send(self, message: EmailMessage) -> None:
-        target = self._folder / eml_name(message, datetime.now(UTC))
+        message_id = str(message.get("Message-ID", ""))
+        self.send_raw(message.as_bytes(), sender="", recipient="", message_id=message_id)
+
+    def send_raw(self, raw: bytes, *, sender: str, recipient: str, message_id: str) -> None:
+        """The file is the message as sent; its header names the recipient."""
+        target = self._folder / eml_name(message_id, datetime.now(UTC))
         try:
             # Write beside the target, then rename: a reader never sees half a message.
             fd, temp = tempfile.mkstemp(dir=self._folder, prefix=".", suffix=".tmp")
             try:
                 with os.fdopen(fd, "wb") as handle:
-                    handle.write(message.as_bytes())
+                    handle.write(raw)
                     handle.flush()
                     os.fsync(handle.fileno())
                 os.replace(temp, target)

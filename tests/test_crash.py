@@ -79,3 +79,27 @@ def test_it_refers_a_message_that_kills_the_worker_and_spares_its_chunk(
         (f"resident{n}@residents.example",) for n in (1, 2, 4, 5)
     ]
     assert dovecot.uids("INBOX") == []
+
+
+def test_a_reply_sent_before_a_kill_is_not_resent_and_gets_one_sent_copy(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    # Killed just after the first 250 was recorded: the row is `sent`, its Sent copy not
+    # yet filed (copies go in one MULTIAPPEND per group). The next run must file that
+    # copy once and send nothing again.
+    for n in range(1, 4):
+        sender = f"Resident {n} <resident{n}@residents.example>"
+        dovecot.append("INBOX", request(n, sender, "Attending", "Online please, 10 December."))
+    config = write_config(tmp_path, dovecot, smtpd)
+
+    killed = run_cli(config, "run", "--once", "--now", NOW, faults="after_send=kill:1")
+    assert killed.returncode == -9
+    assert len(smtpd.messages) == 1
+    assert dovecot.uids("Sent") == []
+
+    result = run_cli(config, "run", "--once", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+    sent_ids = sorted(m.message["Message-ID"] for m in smtpd.messages)
+    assert len(sent_ids) == 3 == len(set(sent_ids))
+    assert len(dovecot.uids("Sent")) == 3
+    assert {row["reply_sent"] for row in staff_log(config).values()} == {True}

@@ -219,6 +219,15 @@ def test_it_appends_a_seen_copy_to_sent_and_finds_it(
     assert [b"\\Seen" in f for f in flags(dovecot, "Sent").values()] == [True]
 
 
+def test_it_files_several_sent_copies_in_one_multiappend(
+    dovecot: Dovecot, mailbox: ImapMailbox
+) -> None:
+    mailbox.append_sent(message(1), message(2), message(3))
+
+    assert all(mailbox.find_in_sent(f"<m{n}@example.net>") for n in (1, 2, 3))
+    assert [b"\\Seen" in f for f in flags(dovecot, "Sent").values()] == [True, True, True]
+
+
 def test_it_keeps_the_source_folder_selected_after_searching_sent(
     dovecot: Dovecot, mailbox: ImapMailbox
 ) -> None:

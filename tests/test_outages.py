@@ -1,4 +1,4 @@
-"""Outages in the middle of a cycle: the IMAP connection dropped mid-fetch loses nothing."""
+"""Outages in the middle of a cycle: an IMAP connection dropped mid-fetch, an SMTP 451."""
 
 from __future__ import annotations
 
@@ -61,3 +61,35 @@ def test_it_loses_nothing_when_imap_drops_mid_fetch(
         f"r{n}@residents.example" for n in range(1, 7)
     ]
     assert dovecot.uids("INBOX") == []
+
+
+def test_a_451_mid_group_leaves_the_untried_replies_pending_not_in_doubt(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The group was claimed in one commit; when the server defers the first reply, the
+    # ones never tried go back to pending, so the next cycle sends them without first
+    # searching Sent for each as if a crash had left them in doubt.
+    for n in range(1, 4):
+        sender = f"Resident {n} <resident{n}@residents.example>"
+        dovecot.append("INBOX", request(n, sender, "Attending", "Online please, 10 December."))
+    config = write_config(tmp_path, dovecot, smtpd)
+    smtpd.fail_next(1, "451 4.3.0 Try again later")
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "secret")
+
+    svc = build_services(load_config(config), clock=lambda: datetime.fromisoformat(NOW))
+    try:
+        report = run_cycle(svc)
+        rows = svc.store.db.execute(
+            "SELECT state, attempts, last_error FROM outbox WHERE kind = 'reply' ORDER BY id"
+        ).fetchall()
+    finally:
+        svc.mailbox.close()
+        svc.store.close()
+
+    assert report.replies_sent == 0
+    assert [tuple(row) for row in rows] == [
+        ("pending", 1, rows[0]["last_error"]),
+        ("pending", 0, None),
+        ("pending", 0, None),
+    ]
+    assert "451" in rows[0]["last_error"]

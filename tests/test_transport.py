@@ -177,6 +177,34 @@ def test_it_speaks_implicit_tls(make_smtpd: MakeSmtpd) -> None:
     assert [m.tls for m in server.messages] == [True]
 
 
+def test_it_sends_stored_bytes_as_they_are_to_the_envelope_recipient(smtpd: SmtpServer) -> None:
+    raw = _message(1, to="Resident <resident@example.org>").as_bytes()
+    with SmtpTransport(_config(smtpd)).connect() as connection:
+        connection.send_raw(
+            raw,
+            sender="committee@example.gov.uk",
+            recipient="reply-to@example.org",  # Reply-To, not the To header
+            message_id="<reply-1@example.gov.uk>",
+        )
+
+    [received] = smtpd.messages
+    assert received.mail_from == "committee@example.gov.uk"
+    assert received.rcpt_tos == ("reply-to@example.org",)
+    assert received.raw.rstrip(b"\r\n") == raw.rstrip(b"\r\n")
+
+
+def test_it_sends_to_an_address_beyond_ascii_with_smtputf8(smtpd: SmtpServer) -> None:
+    # aiosmtpd's Controller offers SMTPUTF8 (RFC 6531); smtplib asks for it by option.
+    with SmtpTransport(_config(smtpd)).connect() as connection:
+        connection.send_raw(
+            _message(1).as_bytes(),
+            sender="committee@example.gov.uk",
+            recipient="zoë@example.org",
+            message_id="<reply-1@example.gov.uk>",
+        )
+    assert [m.rcpt_tos for m in smtpd.messages] == [("zoë@example.org",)]
+
+
 def test_it_maps_a_451_to_transient_and_keeps_the_connection(smtpd: SmtpServer) -> None:
     smtpd.fail_next(1, "451 4.3.0 Try again later")
     with SmtpTransport(_config(smtpd)).connect() as connection:
@@ -248,6 +276,18 @@ def test_it_writes_parseable_eml_files(tmp_path: Path) -> None:
     parsed = [message_from_bytes(f.read_bytes(), policy=default) for f in files]
     assert sorted(str(p["To"]) for p in parsed) == ["other@example.org", "resident@example.org"]
     assert not list(folder.glob(".*"))  # no temporary files left behind
+
+
+def test_it_writes_stored_bytes_as_they_are(tmp_path: Path) -> None:
+    raw = _message(4).as_bytes()
+    with FileTransport(tmp_path).connect() as connection:
+        connection.send_raw(
+            raw, sender="", recipient="resident@example.org", message_id="<reply-4@example.gov.uk>"
+        )
+
+    [written] = tmp_path.glob("*.eml")
+    assert written.read_bytes() == raw
+    assert written.name.endswith("-reply-4@example.gov.uk.eml")
 
 
 def test_it_makes_hostile_message_ids_safe_file_names(tmp_path: Path) -> None:
