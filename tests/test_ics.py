@@ -9,11 +9,11 @@ from email.message import EmailMessage
 from zoneinfo import ZoneInfo
 
 import pytest
-from icalendar import Calendar, Event
+from icalendar import Calendar, Event, Timezone
 
 from processor.compose import compose_reply, reply_message_id
 from processor.config import CommitteeConfig
-from processor.ics import build_ics, event_uid
+from processor.ics import build_ics, event_uid, vtimezone
 from processor.models import Decision, InboundEmail, Meeting
 
 LONDON = ZoneInfo("Europe/London")
@@ -77,6 +77,33 @@ def test_it_names_the_time_zone_and_defines_it() -> None:
     assert b"BEGIN:VTIMEZONE" in payload
 
 
+def test_it_defines_the_time_zone_as_icalendar_does() -> None:
+    calendar, _ = _event(_build())
+
+    assert [c.name for c in calendar.subcomponents] == ["VTIMEZONE", "VEVENT"]
+    assert calendar.get_missing_tzids() == set()
+    assert vtimezone("Europe/London") == Timezone.from_tzid("Europe/London").to_ical()
+    assert vtimezone("Europe/London") in _build()
+
+
+def test_it_defines_every_time_zone_used_in_a_fixed_order() -> None:
+    meeting = replace(MEETING, end=MEETING.end.astimezone(ZoneInfo("America/New_York")))
+    payload = build_ics(meeting, sender="jo@example.org", domain="d", now=NOW, description="")
+    calendar = Calendar.from_ical(payload)
+
+    assert [c.get("TZID") for c in calendar.walk("VTIMEZONE")] == [
+        "America/New_York",
+        "Europe/London",
+    ]
+    assert calendar.get_missing_tzids() == set()
+    again = build_ics(meeting, sender="jo@example.org", domain="d", now=NOW, description="")
+    assert again == payload
+
+
+def test_it_skips_a_time_zone_icalendar_cannot_describe() -> None:
+    assert vtimezone("No/Such_Zone") == b""
+
+
 def test_it_writes_utc_meetings_in_utc() -> None:
     utc_meeting = replace(
         MEETING, start=MEETING.start.astimezone(UTC), end=MEETING.end.astimezone(UTC)
@@ -85,6 +112,7 @@ def test_it_writes_utc_meetings_in_utc() -> None:
         utc_meeting, sender="jo@example.org", domain="example.gov.uk", now=NOW, description=""
     )
     assert b"DTSTART:20261210T183000Z" in payload
+    assert b"VTIMEZONE" not in payload
 
 
 def test_it_keeps_the_uid_stable_across_calls() -> None:
