@@ -1,22 +1,27 @@
 """Composing the reply email: Jinja2 templates per reply kind, threading headers, .ics.
 
 Residents' words reach the templates only as values (never as template source), the
-HTML templates are autoescaped, and every header is set through the header registry
-so nothing a resident writes can add a header.
+HTML templates are autoescaped, and no header holds a resident's words unless they are
+one line (names, subjects) or checked (addresses, Message-IDs), with anything that is not
+plain ASCII, or that a reader would decode as RFC 2047, written as RFC 2047 encoded words.
 """
 
 from __future__ import annotations
 
+import binascii
 import hashlib
 import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
+from email import message_from_bytes
 from email.errors import HeaderParseError
+from email.header import Header
 from email.headerregistry import Address
-from email.message import EmailMessage
-from email.policy import SMTP
+from email.message import EmailMessage, Message
+from email.policy import SMTP, Compat32
+from email.utils import format_datetime, formataddr
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -63,7 +68,8 @@ ICS_KINDS: Final[frozenset[ReplyKind]] = frozenset({"confirmed_in_person", "chan
 MAX_REFERENCES = 20  # RFC 5322 3.6.4 allows trimming; keep the root and the latest
 MAX_SUBJECT = 200
 MAX_NAME = 80
-_MESSAGE_ID = re.compile(r"<[^<>\s]{1,250}>")
+# Printable ASCII only: a control character or an encoded word has no place in a msg-id.
+_MESSAGE_ID = re.compile(r"<[!-;=?-~]{1,250}>")
 _REPLY_PREFIX = re.compile(r"^(?:\s*(?:re|aw|sv|antw|ref)\s*(?:\[\d+\])?\s*:\s*)+", re.IGNORECASE)
 _DAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday")
 _MONTHS = (
@@ -80,6 +86,46 @@ _MONTHS = (
     "November",
     "December",
 )
+
+
+class WirePolicy(Compat32):
+    """compat32 writing what SMTP's policy writes: CRLF, no "From " mangling.
+
+    The modern policy's header objects cost ten times more; `_header` and `_address` do
+    its work here. Most headers are short ASCII lines, which need no folding.
+    """
+
+    def fold_binary(self, name: str, value: Any) -> bytes:
+        """`name: value` as bytes, folded by compat32 unless it is one short ASCII line."""
+        limit = self.max_line_length
+        if (
+            isinstance(value, str)
+            and (limit is None or len(name) + len(value) + 2 <= limit)
+            and value.isascii()
+            and value.isprintable()
+        ):
+            return f"{name}: {value}{self.linesep}".encode("ascii")
+        return super().fold_binary(name, value)
+
+
+WIRE: Final = WirePolicy(linesep="\r\n", mangle_from_=False)
+MAX_7BIT_LINE = 78  # longer lines, or any "=_" (our boundaries' start), go quoted-printable
+
+
+@dataclass(frozen=True)
+class ComposedReply:
+    """A reply as it is queued, sent and filed: its Message-ID and its bytes (CRLF)."""
+
+    message_id: str
+    payload: bytes
+
+    def message(self) -> EmailMessage:
+        """The reply parsed back, for reading its headers and parts.
+
+        Lines end in "\\n" inside, as in a message built in memory; SMTP's policy writes
+        them as CRLF again.
+        """
+        return message_from_bytes(self.payload.replace(b"\r\n", b"\n"), policy=SMTP)
 
 
 @dataclass(frozen=True)
@@ -198,11 +244,79 @@ def thread_references(references: Sequence[str], message_id: str) -> list[str]:
     return ids
 
 
-def _address(addr_spec: str, display_name: str = "") -> Address:
+def _header(value: str, name: str) -> str | Header:
+    """`value` (one line) as written: as is when plain ASCII, else RFC 2047 encoded words.
+
+    A literal "=?" is encoded too: readers decode encoded words, and one carrying CR LF
+    would otherwise come back as a header of its own. So is a word too long to fold.
+    """
+    if (
+        value.isascii()
+        and "=?" not in value
+        and max(map(len, value.split()), default=0) <= MAX_7BIT_LINE - 2
+    ):
+        return value
+    return Header(value, "utf-8", header_name=name)
+
+
+def _address(addr_spec: str, display_name: str, name: str) -> str | Header:
+    """The `name` header for `display_name <addr_spec>`; PermanentError if it is no address."""
+    spec = _addr_spec(addr_spec)
+    phrase = one_line(display_name, MAX_NAME)
+    if not phrase or (phrase.isascii() and "=?" not in phrase):
+        return formataddr((phrase, spec))  # quotes and escapes the name where needed
+    header = Header(phrase, "utf-8", header_name=name)
+    header.append(f"<{spec}>", "us-ascii")
+    return header
+
+
+@lru_cache(maxsize=64)  # mostly the committee's own address, in every reply
+def _addr_spec(addr_spec: str) -> str:
+    """`addr_spec` as a header writes it, checked; PermanentError if it is no address."""
     try:
-        return Address(display_name=one_line(display_name, MAX_NAME), addr_spec=addr_spec.strip())
-    except (ValueError, IndexError, HeaderParseError) as exc:
+        address = Address(addr_spec=addr_spec.strip())
+        spec = address.addr_spec
+        if not address.domain.isascii():  # RFC 5890: a header carries the A-label
+            local = spec.rpartition("@")[0]  # quoted where it must be
+            spec = f"{local}@{address.domain.encode('idna').decode('ascii')}"
+    except (ValueError, IndexError, HeaderParseError, UnicodeError) as exc:
         raise PermanentError(f"cannot reply to address {addr_spec!r}: {exc}") from exc
+    return spec
+
+
+def _boundary(message_id: str, role: str) -> str:
+    """A MIME boundary derived from the reply, so the same reply is the same bytes.
+
+    It starts "=_", which quoted-printable never writes and `_text_part` never leaves
+    in a 7bit part, so no part can contain it (RFC 2046 section 5.1.1).
+    """
+    digest = hashlib.sha256(f"{message_id}\0{role}".encode()).hexdigest()[:32]
+    return f"=_{role}_{digest}"
+
+
+def _text_part(subtype: str, content: str, **params: str) -> Message:
+    """A utf-8 text part: 7bit when it is short-lined ASCII, else quoted-printable."""
+    part = Message()
+    part.add_header("Content-Type", f"text/{subtype}", charset="utf-8", **params)
+    lines = content.splitlines()
+    if (
+        content.isascii()
+        and "=_" not in content
+        and max(map(len, lines), default=0) <= MAX_7BIT_LINE
+    ):
+        part["Content-Transfer-Encoding"] = "7bit"
+        part.set_payload(content)
+    else:
+        part["Content-Transfer-Encoding"] = "quoted-printable"
+        part.set_payload(binascii.b2a_qp(content.encode("utf-8"), istext=True).decode("ascii"))
+    return part
+
+
+def _multipart(message: Message, subtype: str, boundary: str, parts: list[Message]) -> Message:
+    message.add_header("Content-Type", f"multipart/{subtype}", boundary=boundary)
+    for part in parts:
+        message.attach(part)
+    return message
 
 
 # --- the reply -------------------------------------------------------------------------
@@ -276,7 +390,7 @@ def compose_reply(
     resident_name: str | None = None,
     ics_sequence: int = 0,
     env: Environment | None = None,
-) -> EmailMessage:
+) -> ComposedReply:
     """The reply to `email`: text + HTML (+ .ics for in-person places), threaded, marked."""
     if kind in NEEDS_MEETING and meeting is None:
         raise PermanentError(f"a {kind} reply needs a meeting, and none was given")
@@ -296,11 +410,11 @@ def compose_reply(
     )
     rendered = render_reply(kind, context, env)
 
-    message = EmailMessage(policy=SMTP)
-    message["From"] = _address(committee.address, committee.name)
-    message["To"] = _address(email.reply_to, context["name"] or "")
-    message["Subject"] = reply_subject(email.subject, rendered.subject)
-    message["Date"] = now
+    message: Message[str, str | Header] = Message()
+    message["From"] = _address(committee.address, committee.name, "From")
+    message["To"] = _address(email.reply_to, context["name"] or "", "To")
+    message["Subject"] = _header(reply_subject(email.subject, rendered.subject), "Subject")
+    message["Date"] = format_datetime(now)
     message["Message-ID"] = message_id
     if _MESSAGE_ID.fullmatch(email.message_id.strip()):
         message["In-Reply-To"] = email.message_id.strip()
@@ -312,9 +426,9 @@ def compose_reply(
     message["Auto-Submitted"] = "auto-replied"
     message["X-Auto-Response-Suppress"] = "All"
     message[LOOP_HEADER] = "1"
+    message["MIME-Version"] = "1.0"
 
-    message.set_content(rendered.text)
-    message.add_alternative(rendered.html, subtype="html")
+    bodies = [_text_part("plain", rendered.text), _text_part("html", rendered.html)]
     if with_ics and meeting is not None:
         ics = build_ics(
             meeting,
@@ -326,13 +440,14 @@ def compose_reply(
             organiser_address=committee.address,
             sequence=ics_sequence,
         )
-        message.add_attachment(
-            ics.decode("utf-8"),
-            subtype="calendar",
-            filename=f"{re.sub(r'[^A-Za-z0-9._-]', '-', meeting.id)}.ics",
-            params={"method": "PUBLISH"},
-        )
-    return message
+        attachment = _text_part("calendar", ics.decode("utf-8"), method="PUBLISH")
+        filename = f"{re.sub(r'[^A-Za-z0-9._-]', '-', meeting.id)}.ics"
+        attachment.add_header("Content-Disposition", "attachment", filename=filename)
+        alternative = _multipart(Message(), "alternative", _boundary(message_id, "alt"), bodies)
+        _multipart(message, "mixed", _boundary(message_id, "mix"), [alternative, attachment])
+    else:
+        _multipart(message, "alternative", _boundary(message_id, "alt"), bodies)
+    return ComposedReply(message_id=message_id, payload=message.as_bytes(policy=WIRE))
 
 
 def _ics_description(context: dict[str, Any]) -> str:

@@ -12,7 +12,7 @@ from datetime import datetime
 from email.message import EmailMessage
 
 from processor import waitlist
-from processor.compose import compose_reply, reply_message_id
+from processor.compose import ComposedReply, compose_reply, reply_message_id
 from processor.config import Config
 from processor.models import (
     Decision,
@@ -93,7 +93,7 @@ def build_reply(
     now: datetime,
     join_url: str | None,
     resident_name: str | None = None,
-) -> EmailMessage | None:
+) -> ComposedReply | None:
     if decision.reply_kind is None or not email.reply_to:
         return None
     meeting = config.meeting(decision.meeting_id)
@@ -112,13 +112,18 @@ def build_reply(
     )
 
 
-def reply_item(reply: EmailMessage, recipient: str) -> NewOutboxItem:
+def reply_item(reply: ComposedReply | EmailMessage, recipient: str) -> NewOutboxItem:
+    """The outbox row sending `reply`, keyed by its Message-ID."""
+    if isinstance(reply, ComposedReply):
+        message_id, payload = reply.message_id, reply.payload
+    else:
+        message_id, payload = str(reply["Message-ID"]), reply.as_bytes()
     return NewOutboxItem(
-        idempotency_key=f"reply:{reply['Message-ID']}",
+        idempotency_key=f"reply:{message_id}",
         kind="reply",
         recipient=recipient,
         meeting_id=None,
-        payload=reply.as_bytes(),
+        payload=payload,
     )
 
 

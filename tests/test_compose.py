@@ -6,10 +6,11 @@ import re
 from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.policy import default
+from email.policy import SMTP, default
 from pathlib import Path
-from typing import get_args
+from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -18,17 +19,22 @@ from jinja2 import UndefinedError
 from processor.compose import (
     LOOP_HEADER,
     REPLY_KINDS,
+    ComposedReply,
+    build_context,
     compose_reply,
     format_when,
     make_environment,
+    one_line,
     render_reply,
     reply_message_id,
     reply_subject,
     templates_dir,
+    thread_references,
 )
 from processor.config import CommitteeConfig
 from processor.errors import PermanentError
 from processor.models import Decision, InboundEmail, Meeting, Mode, ReplyKind
+from processor.plan import reply_item
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=LONDON)
@@ -78,7 +84,7 @@ def _inbound(**changes: object) -> InboundEmail:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
-def _compose(
+def _composed(
     kind: ReplyKind = "confirmed_in_person",
     mode: Mode | None = "in_person",
     *,
@@ -88,7 +94,7 @@ def _compose(
     name: str | None = "Jo Bloggs",
     party_size: int | None = 3,
     committee: CommitteeConfig = COMMITTEE,
-) -> EmailMessage:
+) -> ComposedReply:
     decision = Decision(
         outcome="confirmed",
         reason="test",
@@ -110,6 +116,13 @@ def _compose(
         join_url=join_url,
         resident_name=name,
     )
+
+
+def _compose(
+    kind: ReplyKind = "confirmed_in_person", mode: Mode | None = "in_person", **changes: Any
+) -> EmailMessage:
+    """The reply as a reader gets it: its bytes parsed back."""
+    return _composed(kind, mode, **changes).message()
 
 
 def _text(message: EmailMessage) -> str:
@@ -239,7 +252,7 @@ def test_it_keeps_a_hostile_subject_inert() -> None:
     ["Hello\r\nBcc: victim@example.net", "Hello\nBcc: victim@example.net", "Hi\rBcc: v@x.net"],
 )
 def test_it_lets_no_header_in_through_the_subject(subject: str) -> None:
-    raw = _compose(email=_inbound(subject=subject)).as_bytes()
+    raw = _composed(email=_inbound(subject=subject)).payload
 
     parsed = message_from_bytes(raw, policy=default)
     assert parsed["Bcc"] is None
@@ -248,7 +261,7 @@ def test_it_lets_no_header_in_through_the_subject(subject: str) -> None:
 
 
 def test_it_lets_no_header_in_through_the_name() -> None:
-    raw = _compose(name="Eve\r\nBcc: victim@example.net").as_bytes()
+    raw = _composed(name="Eve\r\nBcc: victim@example.net").payload
 
     parsed = message_from_bytes(raw, policy=default)
     assert parsed["Bcc"] is None
@@ -331,7 +344,7 @@ def test_it_uses_the_summary_subject_when_the_resident_gave_none() -> None:
 
 def test_it_quotes_nothing_of_the_residents_message() -> None:
     message = _compose()
-    everything = message.as_string()
+    everything = message.as_string() + _text(message) + _html(message)
     assert "raw resident html" not in everything
     assert "I'd like to come" not in everything
 
@@ -379,9 +392,9 @@ def test_it_attaches_a_calendar_file_only_to_in_person_places(
 
 
 def test_it_survives_a_round_trip_through_bytes() -> None:
-    message = _compose()
-    parsed = message_from_bytes(message.as_bytes(), policy=default)
-    assert parsed["Message-ID"] == message["Message-ID"]
+    reply = _composed()
+    parsed = message_from_bytes(reply.payload, policy=default)
+    assert parsed["Message-ID"] == reply.message_id
     assert parsed["Subject"] == "Re: Thursday's meeting"
     body = parsed.get_body(("plain",))
     assert body is not None and "6:30pm to 8:30pm" in body.get_content()
@@ -421,3 +434,234 @@ def test_it_writes_dates_as_a_clerk_would(start: datetime, end: datetime, expect
 )
 def test_it_greets_on_one_line(name: str, greeting: str) -> None:
     assert _text(_compose(name=name)).splitlines()[0] == greeting
+
+
+# --- the bytes on the wire -------------------------------------------------------------
+
+TRICKY: dict[str, dict[str, Any]] = {
+    "non-ASCII name": {"name": "Zoë O'Brien-Ñúñez"},
+    "long non-ASCII name": {"name": "山田太郎" * 25},
+    "apostrophes and HTML in the name": {"name": 'O\'Brien <b>&amp; "Jo" \\ Smith, Jr.'},
+    "long subject": {"email": _inbound(subject="Please register me for the meeting " * 10)},
+    "long non-ASCII subject": {"email": _inbound(subject="Réunion du comité — merci " * 12)},
+    "many references": {
+        "email": _inbound(references=tuple(f"<m{i}.{'x' * 40}@example.org>" for i in range(50)))
+    },
+    "non-ASCII committee": {"committee": replace(COMMITTEE, name="Comité & Sécurité")},
+    "non-ASCII meeting": {"meeting": replace(DECEMBER, title="Comité — décembre", venue="Hôtel")},
+    "no name": {"name": None},
+}
+
+
+def _reference(kind: ReplyKind, mode: Mode | None, **changes: Any) -> bytes:
+    """The reply as compose_reply built it with the modern email API until 2026."""
+    reply = _composed(kind, mode, **changes)
+    email: InboundEmail = changes.get("email") or _inbound()
+    committee: CommitteeConfig = changes.get("committee", COMMITTEE)
+    meeting: Meeting | None = changes.get("meeting", DECEMBER)
+    files = list(reply.message().iter_attachments())
+    context = build_context(
+        kind,
+        decision=Decision(
+            outcome="confirmed",
+            reason="test",
+            rule="test",
+            meeting_id=meeting.id if meeting else None,
+            mode=mode,
+            party_size=3,
+            reply_kind=kind,
+        ),
+        meeting=meeting,
+        open_meetings=[DECEMBER, JANUARY],
+        committee=committee,
+        join_url=JOIN_URL,
+        resident_name=changes.get("name", "Jo Bloggs"),
+        has_ics=bool(files),
+    )
+    rendered = render_reply(kind, context)
+    message = EmailMessage(policy=SMTP)
+    message["From"] = Address(display_name=committee.name, addr_spec=committee.address)
+    message["To"] = Address(display_name=context["name"] or "", addr_spec=email.reply_to)
+    message["Subject"] = reply_subject(email.subject, rendered.subject)
+    message["Date"] = NOW
+    message["Message-ID"] = reply.message_id
+    message["In-Reply-To"] = email.message_id
+    message["References"] = " ".join(thread_references(email.references, email.message_id))
+    message["Auto-Submitted"] = "auto-replied"
+    message["X-Auto-Response-Suppress"] = "All"
+    message[LOOP_HEADER] = "1"
+    message.set_content(rendered.text)
+    message.add_alternative(rendered.html, subtype="html")
+    for ics in files:  # build_ics itself is checked in test_ics.py
+        message.add_attachment(
+            ics.get_content(),
+            subtype="calendar",
+            filename=ics.get_filename(),
+            params={"method": "PUBLISH"},
+        )
+    return message.as_bytes()
+
+
+def _meaning(raw: bytes) -> dict[str, Any]:
+    """What a reader sees in `raw`: header values, the part tree, each part's content."""
+    parsed = message_from_bytes(raw, policy=default)
+
+    def tree(part: EmailMessage) -> dict[str, Any]:
+        params = [(k, v) for k, v in part.get_params() or [] if k != "boundary" and "/" not in k]
+        node: dict[str, Any] = {
+            "type": part.get_content_type(),
+            "params": sorted(params),
+            "disposition": part.get_content_disposition(),
+            "filename": part.get_filename(),
+        }
+        if part.is_multipart():
+            node["parts"] = [tree(p) for p in part.iter_parts()]
+        else:
+            node["content"] = part.get_content()
+        return node
+
+    # Folding may start a value on the next line; readers drop the leading space.
+    headers = [(k, " ".join(str(v).split())) for k, v in parsed.items()]
+    ignored = ("Content-Type", "Content-Transfer-Encoding", "MIME-Version")
+    return {
+        "headers": [(k, v) for k, v in headers if k not in ignored],
+        "mime_version": parsed["MIME-Version"],
+        "body": tree(parsed),
+        "defects": [repr(d) for d in parsed.defects],
+    }
+
+
+@pytest.mark.parametrize("mode", ["in_person", "online"])
+@pytest.mark.parametrize("kind", REPLY_KINDS)
+def test_it_says_what_the_modern_email_api_said(kind: ReplyKind, mode: Mode) -> None:
+    assert _meaning(_composed(kind, mode).payload) == _meaning(_reference(kind, mode))
+
+
+@pytest.mark.parametrize("kind", ["confirmed_in_person", "confirmed_online", "changed"])
+@pytest.mark.parametrize("case", TRICKY)
+def test_it_says_what_the_modern_email_api_said_of_tricky_input(kind: ReplyKind, case: str) -> None:
+    mode: Mode = "online" if kind == "confirmed_online" else "in_person"
+    changes = TRICKY[case]
+    assert _meaning(_composed(kind, mode, **changes).payload) == _meaning(
+        _reference(kind, mode, **changes)
+    )
+
+
+@pytest.mark.parametrize("case", TRICKY)
+def test_it_writes_short_crlf_lines_of_ascii(case: str) -> None:
+    raw = _composed(**TRICKY[case]).payload
+
+    assert raw.isascii()  # non-ASCII goes in encoded words and quoted-printable, never 8bit
+    assert raw.endswith(b"\r\n")
+    lines = raw.split(b"\r\n")
+    assert not any(b"\r" in line or b"\n" in line for line in lines)
+    assert max(len(line) for line in lines) <= 78
+
+
+def test_it_writes_the_same_bytes_for_the_same_reply() -> None:
+    first, again = _composed(), _composed()
+    other = _composed("changed")  # another reply, so another Message-ID
+
+    assert first.payload == again.payload
+    assert first.message_id == reply_message_id(
+        "<request-1@example.org>", "confirmed_in_person", "example.gov.uk"
+    )
+    boundaries = re.findall(rb'boundary="([^"]+)"', first.payload)
+    assert len(boundaries) == 2
+    assert not set(boundaries) & set(re.findall(rb'boundary="([^"]+)"', other.payload))
+
+
+@pytest.mark.parametrize(
+    ("changes", "ics_encoding"),
+    [({}, "7bit"), ({"meeting": replace(DECEMBER, venue="Hôtel de Ville")}, "quoted-printable")],
+)
+def test_it_encodes_each_part_safely(changes: dict[str, Any], ics_encoding: str) -> None:
+    message = _compose(name="Zoë", **changes)
+    plain, html = message.get_body(("plain",)), message.get_body(("html",))
+    (ics,) = _attachments(message)
+
+    assert plain is not None and html is not None
+    assert plain["Content-Transfer-Encoding"] == "quoted-printable"
+    assert html["Content-Transfer-Encoding"] == "quoted-printable"
+    assert ics["Content-Transfer-Encoding"] == ics_encoding
+    assert plain.get_content_charset() == html.get_content_charset() == "utf-8"
+    assert "Dear Zoë," in _text(message)
+    assert str(ics.get_content()).startswith("BEGIN:VCALENDAR")
+
+
+def test_it_keeps_a_boundary_like_name_from_ending_a_part() -> None:
+    for boundary in re.findall(r'boundary="([^"]+)"', _composed().payload.decode()):
+        name = f"--{boundary}--"[:80]
+        message = _compose(name=name)
+        assert len(list(message.walk())) == 5
+        assert _text(message).startswith(f"Dear {name},")
+
+
+@pytest.mark.parametrize(
+    ("subject", "name"),
+    [
+        ("=?utf-8?q?Hi=0D=0ABcc:_victim@example.net?=", "Jo"),
+        ("Hi", "=?utf-8?q?Eve=0D=0ABcc:_victim@example.net?="),
+        ("Hi", "=?utf-8?b?RXZlDQpCY2M6IHZpY3RpbUBleGFtcGxlLm5ldA==?="),
+        ("Hi\x0bBcc: a@b\x0cCc: c@d\x85Cc: e@f\u2028Cc: g@h", "Jo\x00\x1bBcc: x@y\u2029"),
+        ("Re:\r\n\r\nBcc: victim@example.net", "Eve\r\n\r\nBcc: victim@example.net"),
+    ],
+)
+def test_it_lets_no_header_in_through_encoded_words_or_controls(subject: str, name: str) -> None:
+    raw = _composed(email=_inbound(subject=subject), name=name).payload
+    parsed = message_from_bytes(raw, policy=default)
+
+    assert set(parsed.keys()) == {
+        "From", "To", "Subject", "Date", "Message-ID", "In-Reply-To", "References",
+        "Auto-Submitted", "X-Auto-Response-Suppress", LOOP_HEADER, "MIME-Version",
+        "Content-Type",
+    }  # fmt: skip
+    assert not re.search(rb"^(Bcc|Cc):", raw, re.MULTILINE | re.IGNORECASE)
+    assert parsed["Subject"] == reply_subject(subject, "")  # read back as written
+    (to,) = parsed["To"].addresses
+    assert to.addr_spec == "jo.replies@example.org"
+    # The modern parser keeps the fold between a phrase's encoded words as a space.
+    assert to.display_name.replace(" ", "") == one_line(name, 80).replace(" ", "")
+
+    resent = message_from_bytes(raw, policy=SMTP)  # as review.resend rewrites a reply
+    del resent["Message-ID"]
+    resent["Message-ID"] = "<resent@example.gov.uk>"
+    assert not re.search(rb"^(Bcc|Cc):", resent.as_bytes(), re.MULTILINE | re.IGNORECASE)
+
+
+@pytest.mark.parametrize("bad", ["<a\x01b@example.org>", "<aé@example.org>", "<a\x7f@x>"])
+def test_it_threads_only_on_printable_message_ids(bad: str) -> None:
+    message = _compose(email=_inbound(message_id=bad, references=(bad, "<root@example.org>")))
+    assert message["In-Reply-To"] is None
+    assert message["References"] == "<root@example.org>"
+
+
+@pytest.mark.parametrize(
+    ("reply_to", "written"),
+    [
+        ("jo@exämple.org", "jo@xn--exmple-cua.org"),  # RFC 5890 A-label
+        ('"jo bloggs"@exämple.org', '"jo bloggs"@xn--exmple-cua.org'),
+        ('"jo bloggs"@example.org', '"jo bloggs"@example.org'),
+        ("  jo@example.org ", "jo@example.org"),
+    ],
+)
+def test_it_writes_the_reply_address_as_headers_need_it(reply_to: str, written: str) -> None:
+    message = _compose(email=_inbound(reply_to=reply_to))
+    assert message["To"].addresses[0].addr_spec == written
+
+
+@pytest.mark.parametrize("reply_to", ["jö@example.org", "", "not an address", "a@b@c"])
+def test_it_refuses_an_address_it_cannot_write(reply_to: str) -> None:
+    with pytest.raises(PermanentError, match="cannot reply"):
+        _composed(email=_inbound(reply_to=reply_to))
+
+
+def test_it_queues_the_composed_bytes_under_the_message_id() -> None:
+    reply = _composed()
+    item = reply_item(reply, "jo.replies@example.org")
+    assert item.idempotency_key == f"reply:{reply.message_id}"
+    assert item.payload == reply.payload
+    assert item.kind == "reply" and item.recipient == "jo.replies@example.org"
+
+    message = reply.message()  # a message built elsewhere still goes through
+    assert reply_item(message, "x@example.org").idempotency_key == f"reply:{reply.message_id}"

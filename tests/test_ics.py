@@ -155,7 +155,7 @@ def _reply(now: datetime) -> EmailMessage:
         new_text="",
         signature=None,
     )
-    return compose_reply(
+    reply = compose_reply(
         "confirmed_in_person",
         email=email,
         decision=Decision(
@@ -172,6 +172,7 @@ def _reply(now: datetime) -> EmailMessage:
         message_id=reply_message_id("<request-1@example.org>", "confirmed_in_person", "x"),
         now=now,
     )
+    return reply.message()
 
 
 def test_it_attaches_the_same_uid_to_every_reply_for_one_place() -> None:
