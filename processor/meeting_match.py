@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
+from functools import lru_cache
 from zoneinfo import ZoneInfo
 
 import dateparser
@@ -113,6 +114,8 @@ _MONTH_ONLY = re.compile(
     rf"\b({_MONTHS})\s+(?:meeting|one|session|committee)\b",
     _F,
 )
+_HAS_YEAR = re.compile(r"\d{4}|\d{1,2}/\d{1,2}/\d{2}")
+_NOON = time(12)
 _MONTH_NUMBERS = {
     name: i
     for i, names in enumerate(
@@ -155,41 +158,68 @@ def _date_hits(text: str, reference: datetime) -> list[_DateHit]:
 
 
 def _absolute(phrase: str, base: datetime) -> _DateHit | None:
-    settings = {
-        "DATE_ORDER": "DMY",  # UK residents write 10/03 for 10 March
-        "PREFER_DATES_FROM": "future",
-        "RELATIVE_BASE": base,
-        "REQUIRE_PARTS": ["day", "month"],
-        "RETURN_AS_TIMEZONE_AWARE": False,
-    }
-    parsed = dateparser.parse(phrase.replace(" of ", " "), languages=["en"], settings=settings)
-    if parsed is None:
+    day = _absolute_day(_normalised(phrase.replace(" of ", " ")), base.date())
+    if day is None:
         return None
-    if re.search(r"\d{4}|\d{1,2}/\d{1,2}/\d{2}", phrase):
-        return _DateHit("meeting.date", phrase, days=(parsed.date(),))
-    return _DateHit("meeting.date", phrase, day_month=(parsed.day, parsed.month))
+    if _HAS_YEAR.search(phrase):
+        return _DateHit("meeting.date", phrase, days=(day,))
+    return _DateHit("meeting.date", phrase, day_month=(day.day, day.month))
 
 
 def _relative(phrase: str, base: datetime) -> _DateHit | None:
     lowered = phrase.lower()
     query = re.sub(r"^coming\s+|'s$", "", lowered)
     query = "today" if query in ("tonight", "this evening") else query
-    settings = {
-        "PREFER_DATES_FROM": "future",
-        "RELATIVE_BASE": base,
-        "RETURN_AS_TIMEZONE_AWARE": False,
-    }
-    parsed = dateparser.parse(query, languages=["en"], settings=settings)
-    if parsed is None:
+    day = _relative_day(_normalised(query), base.date())
+    if day is None:
         return None
-    days = [parsed.date()]
+    days = [day]
     if query in _WEEKDAYS and _WEEKDAYS.index(query) == base.weekday():
         # On a Thursday, "Thursday's meeting" most likely means tonight's.
         days.insert(0, base.date())
     if lowered.startswith("next "):
         # In British use "next Thursday" can mean the Thursday after this coming one.
-        days.append(parsed.date() + timedelta(days=7))
+        days.append(day + timedelta(days=7))
     return _DateHit("meeting.relative_day", phrase, days=tuple(days))
+
+
+# dateparser takes about half a millisecond a phrase, and a backlog repeats its phrases
+# ("10 December", "Thursday"), so its answers are cached. The key is the phrase and the
+# reference's local calendar date, not its time: none of these phrases holds a time of
+# day (the regexes above stop short of one), and dateparser then weighs the day it
+# read, at midnight, against the base, so any time on the same date picks the same day.
+# The caller has already put the reference in the committee's time zone.
+_CACHE_SIZE = 4096
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _absolute_day(query: str, base_day: date) -> date | None:
+    settings = {
+        "DATE_ORDER": "DMY",  # UK residents write 10/03 for 10 March
+        "PREFER_DATES_FROM": "future",
+        "RELATIVE_BASE": datetime.combine(base_day, _NOON),
+        "REQUIRE_PARTS": ["day", "month"],
+        "RETURN_AS_TIMEZONE_AWARE": False,
+    }
+    parsed = dateparser.parse(query, languages=["en"], settings=settings)
+    return None if parsed is None else parsed.date()
+
+
+@lru_cache(maxsize=_CACHE_SIZE)
+def _relative_day(query: str, base_day: date) -> date | None:
+    settings = {
+        "PREFER_DATES_FROM": "future",
+        "RELATIVE_BASE": datetime.combine(base_day, _NOON),
+        "RETURN_AS_TIMEZONE_AWARE": False,
+    }
+    parsed = dateparser.parse(query, languages=["en"], settings=settings)
+    return None if parsed is None else parsed.date()
+
+
+def _normalised(query: str) -> str:
+    # dateparser folds case and runs of spaces itself; folding them here lets
+    # "10 December" and "10  december" share one cache entry.
+    return " ".join(query.lower().split())
 
 
 def _overlaps(span: tuple[int, int], taken: list[tuple[int, int]]) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -229,3 +230,34 @@ def test_it_reads_a_bare_weekday_on_that_day_as_today() -> None:
     raw = b"From: a@example.com\n\nCan I watch Thursday's meeting online?\n"
     request = understand(read_message(raw), MEETINGS, TZ, meeting_day)
     assert request.meeting_id == "cdc-2026-12-03"
+
+
+def test_it_reads_the_same_phrase_against_each_reference_date_and_time_zone() -> None:
+    # The dates dateparser reads are cached by phrase and local date: the second pass
+    # is answered from the cache and must still give each reference its own day.
+    email = read_message(b"From: a@example.com\n\nOnline tomorrow please\n")
+    los_angeles = ZoneInfo("America/Los_Angeles")
+    cases = [
+        (datetime(2026, 12, 2, 0, 5, tzinfo=TZ), TZ, "cdc-2026-12-03"),
+        (datetime(2026, 12, 2, 23, 55, tzinfo=TZ), TZ, "cdc-2026-12-03"),
+        (datetime(2026, 12, 3, 0, 5, tzinfo=TZ), TZ, None),  # tomorrow is 4 December
+        (datetime(2026, 12, 16, 9, 0, tzinfo=TZ), TZ, "cdc-2026-12-17"),
+        # 06:00 on 3 December in London is still 2 December in California.
+        (datetime(2026, 12, 3, 6, 0, tzinfo=TZ), los_angeles, "cdc-2026-12-03"),
+    ]
+    for _ in range(2):
+        for now, tz, meeting_id in cases:
+            assert understand(email, MEETINGS, tz, now).meeting_id == meeting_id, (now, tz)
+
+
+def test_it_reads_a_weekday_against_each_date_header() -> None:
+    for _ in range(2):
+        for date, meeting_id in (
+            ("Mon, 30 Nov 2026", "cdc-2026-12-03"),
+            ("Mon, 14 Dec 2026", "cdc-2026-12-17"),
+        ):
+            raw = f"From: a@example.com\nDate: {date} 09:00:00 +0000\n\nOnline on Thursday\n"
+            now = datetime(2026, 12, 1, 9, 0, tzinfo=TZ)
+            assert (
+                understand(read_message(raw.encode()), MEETINGS, TZ, now).meeting_id == meeting_id
+            )
