@@ -131,3 +131,30 @@ def test_it_never_raises_on_garbage() -> None:
 def test_it_parses_the_date_header_as_aware_or_none() -> None:
     assert read_message(b"Date: Thu, 26 Nov 2026 09:00:00 +0000\n\nx").date is not None
     assert read_message(b"Date: yesterday-ish\n\nx").date is None
+
+
+def test_it_reads_a_content_type_the_modern_parser_fails_on_with_the_legacy_one() -> None:
+    raw = b"From: a@example.com\nContent-Type: text/plain; x*\n\nOnline please\n"
+    for _ in range(2):  # parsed headers are cached: a failure must not be
+        email = read_message(raw)
+        assert email.text == "Online please"
+        assert any("legacy parser" in d for d in email.defects)
+
+
+def test_it_reads_each_message_by_its_own_headers_when_values_repeat() -> None:
+    for charset, body in (("utf-8", "caf\xc3\xa9"), ("latin-1", "caf\xe9")):
+        raw = (
+            b"From: Jo Bloggs <jo@example.com>\nSubject: Meeting\n"
+            b"Content-Type: text/plain; charset="
+            + charset.encode()
+            + b"\n\n"
+            + body.encode("latin-1")
+            + b"\n"
+        )
+        for _ in range(2):
+            email = read_message(raw)
+            assert (email.text, email.display_name, email.subject) == (
+                "café",
+                "Jo Bloggs",
+                "Meeting",
+            )
