@@ -14,11 +14,13 @@ import logging
 import random
 from collections import defaultdict
 from collections.abc import Sequence
+from contextlib import ExitStack
 from datetime import timedelta
 from typing import TYPE_CHECKING
 
 from processor import faults
 from processor.errors import PermanentError, TransientError
+from processor.journal import SentJournal
 from processor.models import Meeting
 from processor.ports import Attendee, Connection, EventRef, KeepsSentCopies
 from processor.records import OutboxItem
@@ -127,66 +129,113 @@ def net_changes(items: Sequence[OutboxItem]) -> tuple[list[Attendee], list[str]]
 
 
 def dispatch_replies(svc: Services, report: CycleReport) -> None:
-    """Send due replies over one transport connection, a group at a time."""
-    items = svc.store.due_outbox(svc.clock(), ("reply",))
-    if not items:
-        return
+    """Send every due reply now, over one transport connection."""
+    session = ReplySession(svc, report)
     try:
-        with svc.transport.connect() as connection:
-            for start in range(0, len(items), REPLY_GROUP):
-                if svc.stop.is_set():
-                    break
-                if not send_group(svc, connection, items[start : start + REPLY_GROUP], report):
-                    break  # the server is unwell: the rest wait for the next cycle
-    except (TransientError, PermanentError) as exc:
-        # The connection itself failed (server down, login refused): no row is at fault,
-        # so every due row stays pending for a later cycle and the error is reported.
-        report.errors.append(f"transport: {exc}")
-        log.warning("reply transport unavailable: %s", exc)
+        session.send_due()
+    finally:
+        session.close()
 
 
-def send_group(
-    svc: Services, connection: Connection, group: Sequence[OutboxItem], report: CycleReport
-) -> bool:
-    """Claim a group in one commit, send each, record each 250 at once, file the copies.
+class ReplySession:
+    """One cycle's sending: one transport connection, opened when first needed.
 
-    A row goes pending -> sending (claimed) -> sent (the server said 250, committed
-    straight after) -> done (its Sent copy filed). A crash leaves `sending` rows in
-    doubt, settled by `already_sent`, and `sent` rows, which only lack their copy.
-    Returns False when a temporary failure says the server is unwell.
+    `send_due` may be called again and again as decisions commit (the cycle's reply
+    thread does, see sender.py). After the connection fails or the server defers a
+    reply, it sends nothing more this cycle: the rest stay pending for the next.
+
+    A reply row goes pending -> sending (claimed, a group in one commit) -> sent (the
+    server said 250: a line in the sent journal at once, see journal.py) -> done (its
+    Sent copy filed, with its group's). A crash leaves `sending` rows in doubt, which
+    the journal or `already_sent` settles, and `sent` rows, which only lack their copy.
     """
-    svc.store.claim([item.id for item in group if item.state == "pending"])
-    accepted: list[OutboxItem] = []
-    for position, item in enumerate(group):
-        if item.state == "sent":
-            accepted.append(item)
-            continue
-        if item.state == "sending" and already_sent(svc, item):
-            log.info("%s was sent before a crash; not sending again", item.recipient)
-            svc.store.finish([item.id])
-            continue
-        faults.point("before_send")
+
+    def __init__(self, svc: Services, report: CycleReport) -> None:
+        self.svc = svc
+        self.report = report
+        self.halted = False
+        self.journal = SentJournal(svc.store.path)
+        self._settled = False
+        self._unfinished = 0  # journal lines whose rows are not yet done
+        self._connection: Connection | None = None
+        self._stack = ExitStack()
+
+    def send_due(self) -> None:
+        if self.halted:
+            return
+        if not self._settled:  # what a crashed session's journal says was accepted
+            self.svc.store.settle_sent(self.journal.pending())
+            self.journal.clear()
+            self._settled = True
+        items = self.svc.store.due_outbox(self.svc.clock(), ("reply",))
         try:
-            connection.send_raw(
-                item.payload,  # the bytes composed and stored at decision time, unchanged
-                sender=svc.config.committee.address,
-                recipient=item.recipient,
-                message_id=item.idempotency_key.removeprefix("reply:"),
-            )
+            for start in range(0, len(items), REPLY_GROUP):
+                if self.svc.stop.is_set():
+                    return
+                if not self._send_group(items[start : start + REPLY_GROUP]):
+                    self.halted = True  # the server is unwell
+                    return
         except (TransientError, PermanentError) as exc:
-            report.errors.append(f"reply {item.idempotency_key}: {exc}")
-            record_failure(svc, [item], exc)
-            if isinstance(exc, TransientError):
-                svc.store.unclaim([i.id for i in group[position + 1 :]])
-                file_sent_copies(svc, accepted)
-                return False
-            continue
-        svc.store.mark_sent(item.id)
-        faults.point("after_send")
-        accepted.append(item)
-        report.replies_sent += 1
-    file_sent_copies(svc, accepted)
-    return True
+            # The connection itself failed (server down, login refused): no row is at
+            # fault, so every due row stays pending for a later cycle.
+            self.report.errors.append(f"transport: {exc}")
+            log.warning("reply transport unavailable: %s", exc)
+            self.halted = True
+
+    def _send_group(self, group: Sequence[OutboxItem]) -> bool:
+        """Claim, send each, file the copies; False when the server defers a reply."""
+        svc = self.svc
+        svc.store.claim([item.id for item in group if item.state == "pending"])
+        accepted: list[OutboxItem] = []
+        for position, item in enumerate(group):
+            if item.state == "sent":
+                accepted.append(item)
+                continue
+            if item.state == "sending" and already_sent(svc, item):
+                log.info("%s was sent before a crash; not sending again", item.recipient)
+                svc.store.finish([item.id])
+                continue
+            faults.point("before_send")
+            try:
+                self._connect().send_raw(
+                    item.payload,  # the bytes composed and stored at decision time
+                    sender=svc.config.committee.address,
+                    recipient=item.recipient,
+                    message_id=reply_id(item),
+                )
+            except (TransientError, PermanentError) as exc:
+                self.report.errors.append(f"reply {item.idempotency_key}: {exc}")
+                record_failure(svc, [item], exc)
+                if isinstance(exc, TransientError):
+                    svc.store.unclaim([i.id for i in group[position + 1 :]])
+                    self._finish(accepted)
+                    return False
+                continue
+            self.journal.record(item.idempotency_key)
+            self._unfinished += 1
+            faults.point("after_send")
+            accepted.append(item)
+            self.report.replies_sent += 1
+        self._finish(accepted)
+        return True
+
+    def _finish(self, accepted: Sequence[OutboxItem]) -> None:
+        file_sent_copies(self.svc, accepted)
+        self._unfinished -= sum(1 for item in accepted if item.state != "sent")
+
+    def _connect(self) -> Connection:
+        if self._connection is None:
+            self._connection = self._stack.enter_context(self.svc.transport.connect())
+        return self._connection
+
+    def close(self) -> None:
+        try:
+            self._stack.close()
+        finally:
+            if self._settled and self._unfinished == 0:
+                self.journal.clear()  # every line in it is done in the store
+            else:
+                self.journal.close()  # the next session settles what it holds
 
 
 def file_sent_copies(svc: Services, items: Sequence[OutboxItem]) -> None:

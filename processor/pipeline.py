@@ -3,61 +3,41 @@
     1. inventory  list what waits in the mailbox folder (sizes; UIDVALIDITY checked)
     2. fetch      BODY.PEEK[] by UID in chunks (large: text parts only; oversized: header)
     3. store      keep the raw bytes, deduplicated by Message-ID, before any side effect
-                  (steps 3 to 7 run a fetch chunk at a time: two commits per chunk)
+                  (steps 3 to 7 run a fetch chunk at a time, a few commits per chunk)
     4. classify   automated mail (RFC 3834) is ignored
     5. understand what the resident asked for, completing a reply to our clarification
     6. decide     the outcome, from the request and what the store knows
     7. enqueue    the decision, registration, reply and Teams change in one transaction
     8. remind     queue reminders due (once each) and the staff's daily digest (once a day)
-    9. dispatch   send due replies, bring Teams attendees in step (see dispatch.py)
+    9. dispatch   replies go out from a thread as each batch of decisions commits
+                  (sender.py); then one Teams update per meeting (dispatch.py)
    10. file       move each decided message to Processed or Review
 
-A failure in steps 3 to 7 is caught per message: the message is referred to staff with
-the reason and the messages behind it go on.
+Steps 3 to 7 are deciding.py's, a fetch chunk at a time. A failure there is caught
+per message: the message is referred to staff with the reason and the messages behind
+it go on.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-import traceback
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime
 
 from processor import faults
-from processor.classify import classify
 from processor.config import Config
-from processor.decide import decide
+from processor.deciding import handle_chunk
 from processor.digest import enqueue_daily_digest
-from processor.dispatch import dispatch
-from processor.models import (
-    Decision,
-    InboundEmail,
-    Request,
-    Situation,
-    request_from_json,
-)
-from processor.plan import (
-    build_reply,
-    calendar_items,
-    decision_record,
-    promotion_effects,
-    reply_item,
-)
+from processor.dispatch import dispatch_calendar
 from processor.ports import Calendar, Mailbox, MessageRef, ReadsTextParts, Transport
-from processor.reading import read_message
-from processor.records import NewOutboxItem, StoredMessage
+from processor.records import StoredMessage
 from processor.reminders import enqueue_reminders
+from processor.sender import RepliesAlongside
 from processor.store import Store
-from processor.timelimit import time_limit
-from processor.understand import merge_requests, understand
 
 log = logging.getLogger(__name__)
-
-# A message whose handling was started this many times without a decision (the worker
-# died under it) is a poison message: referred without another try.
-MAX_MESSAGE_ATTEMPTS = 3
 
 # A chunk holds at most this many bytes of mail (and `mailbox.fetch_chunk` messages).
 CHUNK_BYTES = 8_000_000
@@ -74,6 +54,9 @@ class Services:
     calendar: Calendar | None
     clock: Callable[[], datetime]
     stop: threading.Event = field(default_factory=threading.Event)
+    # A second mailbox session and transport, for the thread that sends replies while
+    # the cycle decides (sender.py); None sends them after deciding, in this thread.
+    reopen: Callable[[], tuple[Mailbox, Transport]] | None = None
 
 
 @dataclass
@@ -108,16 +91,20 @@ def run_cycle(svc: Services) -> CycleReport:
         report.seen = len(refs)
         to_file: dict[str, list[tuple[MessageRef, str]]] = {"processed": [], "review": []}
         mb = svc.config.mailbox
-        for chunk in chunked(fetch(svc, token, refs), mb.fetch_chunk, CHUNK_BYTES):
-            if svc.stop.is_set():
-                break
-            for ref, message_id, destination in handle_chunk(svc, token, chunk, report):
-                if destination in to_file:
-                    to_file[destination].append((ref, message_id))
-        if not svc.stop.is_set():
-            report.reminders = enqueue_reminders(svc)
-            enqueue_daily_digest(svc)
-            dispatch(svc, report)
+        with RepliesAlongside(svc, report) as replies:
+            for chunk in chunked(fetch(svc, token, refs), mb.fetch_chunk, CHUNK_BYTES):
+                if svc.stop.is_set():
+                    break
+                handled = handle_chunk(svc, token, chunk, report, replies)
+                for ref, message_id, destination in handled:
+                    if destination in to_file:
+                        to_file[destination].append((ref, message_id))
+            if not svc.stop.is_set():
+                report.reminders = enqueue_reminders(svc)
+                enqueue_daily_digest(svc)
+                replies.poke()
+                if svc.calendar is not None:
+                    dispatch_calendar(svc, report)
         faults.point("before_move")
         file_messages(svc, to_file, report)
     finally:
@@ -184,196 +171,6 @@ def chunked(items: Iterable[Fetched], most: int, most_bytes: int) -> Iterator[li
         weight += item.weight
     if chunk:
         yield chunk
-
-
-def handle_chunk(
-    svc: Services, token: str, chunk: list[Fetched], report: CycleReport
-) -> list[tuple[MessageRef, str, str | None]]:
-    """Steps 3 to 7 for one fetch chunk: (ref, Message-ID, where to file it) for each.
-
-    The chunk's raw bytes are stored in one transaction and its decisions made in
-    another, so a hundred messages cost two commits. Nothing leaves the process until
-    dispatch, so a crash before a commit loses no side effect: the messages are still in
-    the folder and are read again. A message already started once without a decision
-    (the worker died under it) is retried on its own, counted and committed singly, so
-    a poison message is found without taking its neighbours with it.
-    """
-    done: list[tuple[MessageRef, str, str | None]] = []
-    first_tries: list[tuple[MessageRef, StoredMessage, InboundEmail]] = []
-    retries: list[tuple[MessageRef, StoredMessage, InboundEmail]] = []
-    copies: list[tuple[MessageRef, str]] = []  # a Message-ID twice in the chunk
-    to_decide: set[str] = set()
-    with svc.store.transaction():
-        for item in chunk:
-            if item.known is not None:
-                done.append((item.ref, item.known.message_id, item.known.destination))
-                continue
-            stored, email = store_one(svc, token, item)
-            if stored.message_id in to_decide:
-                copies.append((item.ref, stored.message_id))
-            elif stored.state != "stored":  # the same Message-ID was decided before
-                done.append((item.ref, stored.message_id, stored.destination))
-            elif stored.attempts == 0:
-                svc.store.count_attempt(stored.message_id)
-                first_tries.append((item.ref, stored, email))
-                to_decide.add(stored.message_id)
-            else:
-                retries.append((item.ref, stored, email))
-                to_decide.add(stored.message_id)
-    with svc.store.transaction():
-        for ref, stored, email in first_tries:
-            if svc.stop.is_set():
-                break
-            done.append((ref, stored.message_id, decide_and_enqueue(svc, stored, email, 1)))
-            report.decided += 1
-    for ref, stored, email in retries:
-        if svc.stop.is_set():
-            break
-        attempts = svc.store.count_attempt(stored.message_id)
-        done.append((ref, stored.message_id, decide_and_enqueue(svc, stored, email, attempts)))
-        report.decided += 1
-    for ref, message_id in copies:  # filed with the first copy's decision
-        decided = svc.store.message(message_id)
-        done.append((ref, message_id, decided.destination if decided else None))
-    return done
-
-
-def store_one(svc: Services, token: str, item: Fetched) -> tuple[StoredMessage, InboundEmail]:
-    email = read_message(item.raw)
-    stored = svc.store.store_raw(
-        message_id=email.message_id,
-        sha256=email.sha256,
-        received_at=email.date or svc.clock(),
-        raw=item.raw,
-        raw_complete=item.complete,
-        size=item.ref.size,
-        mailbox_key=item.ref.key,
-        sync_token=token,
-        sender=email.sender,
-        name=email.display_name,
-        subject=email.subject,
-    )
-    faults.point("after_store_raw")
-    return stored, email
-
-
-def decide_and_enqueue(
-    svc: Services, stored: StoredMessage, email: InboundEmail, attempts: int
-) -> str:
-    """Steps 4 to 7 for one stored message; any failure refers it to staff.
-
-    `attempts` counts the times handling it was started, this one included. Returns
-    where the message is to be filed: "processed" or "review"."""
-    message_id = stored.message_id
-    if attempts > MAX_MESSAGE_ATTEMPTS:
-        return refer(
-            svc,
-            email,
-            f"Handling this message failed {attempts - 1} times; a person should read it.",
-            "pipeline.poison",
-        )
-    if stored.size > svc.config.mailbox.max_message_bytes:
-        limit_mb = svc.config.mailbox.max_message_bytes / 1_000_000
-        size_mb = stored.size / 1_000_000
-        return refer(
-            svc,
-            email,
-            f"The message ({size_mb:.1f} MB) is larger than the {limit_mb:g} MB "
-            "limit, so it was not downloaded; a person should read it in the Review folder.",
-            "pipeline.oversized",
-        )
-    try:
-        with time_limit(svc.config.worker.understand_timeout, "Understanding the message"):
-            faults.point("understand", message_id)
-            request, decision = understand_and_decide(svc, email)
-        outbox = plan_effects(svc, email, request, decision)
-        promoted, promotion_items = promotion_effects(
-            svc.config,
-            svc.store,
-            email,
-            request,
-            decision,
-            svc.clock(),
-            with_calendar=svc.calendar is not None,
-        )
-        record = decision_record(
-            email, request, decision, outbox + promotion_items, promotions=promoted
-        )
-        svc.store.commit_decision(record)
-    except Exception as exc:  # one message must never stop the ones behind it
-        log.exception("could not handle %s", message_id)
-        detail = "".join(traceback.format_exception_only(exc)).strip()
-        return refer(
-            svc,
-            email,
-            f"The message could not be handled automatically ({detail}).",
-            "pipeline.error",
-            error=detail,
-        )
-    faults.point("after_decision")
-    return record.destination
-
-
-def understand_and_decide(svc: Services, email: InboundEmail) -> tuple[Request | None, Decision]:
-    """Steps 4 to 6: classify, understand (completing a thread), decide."""
-    config = svc.config
-    now = svc.clock()
-    classification = classify(email, config.committee.address)
-    request: Request | None = None
-    if not classification.automated:
-        request = understand(email, config.meetings, config.committee.timezone, now)
-        original = thread_original(svc, email)
-        if original is not None:
-            request = merge_requests(original, request)
-    situation = Situation(
-        now=now,
-        meetings=config.meetings,
-        registrations=svc.store.registrations_for(email.sender),
-        occupancy=svc.store.occupancy(),
-    )
-    return request, decide(email, classification, request, situation)
-
-
-def thread_original(svc: Services, email: InboundEmail) -> Request | None:
-    """The request we asked a question about, when this message answers that question."""
-    for reply_id in (email.in_reply_to, *reversed(email.references)):
-        if not reply_id:
-            continue
-        original = svc.store.message_by_reply_id(reply_id)
-        if original and original.outcome == "clarification_requested" and original.request:
-            return request_from_json(original.request)
-    return None
-
-
-def plan_effects(
-    svc: Services, email: InboundEmail, request: Request | None, decision: Decision
-) -> list[NewOutboxItem]:
-    """The outbox rows: the reply (within the sender's budget) and any Teams change."""
-    items = calendar_items(email, request, decision) if svc.calendar is not None else []
-    event = svc.store.event(decision.meeting_id) if decision.meeting_id else None
-    reply = build_reply(
-        svc.config, email, request, decision, svc.clock(), event[0].join_url if event else None
-    )
-    if reply is not None:
-        budget = svc.config.committee.replies_per_sender_per_day
-        # The loop guard counts in real time, like the store's own timestamps.
-        sent = svc.store.replies_since(email.reply_to, datetime.now(UTC) - timedelta(days=1))
-        if sent < budget:
-            items.append(reply_item(reply, email.reply_to))
-        else:
-            log.warning(
-                "reply budget reached for %s; no reply to %s", email.reply_to, email.message_id
-            )
-    return items
-
-
-def refer(
-    svc: Services, email: InboundEmail, reason: str, rule: str, *, error: str | None = None
-) -> str:
-    """Record a message as referred to staff, without a reply; it goes to Review."""
-    record = decision_record(email, None, Decision("referred", reason, rule), [], error=error)
-    svc.store.commit_decision(record)
-    return record.destination
 
 
 def file_messages(

@@ -388,16 +388,13 @@ class Store:
                 [(_iso(utcnow()), i) for i in item_ids],
             )
 
-    def mark_sent(self, item_id: int) -> None:
-        """The server accepted the reply: the record that stops a second send.
-
-        Committed at once, so a crash after the server's 250 costs no duplicate unless
-        it falls in the moment before this commit.
-        """
+    def settle_sent(self, keys: Sequence[str]) -> None:
+        """Rows a crashed session's sent journal says the server accepted: `sent`."""
         with self.transaction() as db:
-            db.execute(
-                "UPDATE outbox SET state = 'sent', last_error = NULL, updated_at = ? WHERE id = ?",
-                (_iso(utcnow()), item_id),
+            db.executemany(
+                "UPDATE outbox SET state = 'sent', last_error = NULL, updated_at = ? "
+                "WHERE idempotency_key = ? AND state = 'sending'",
+                [(_iso(utcnow()), key) for key in keys],
             )
 
     def finish(self, item_ids: Sequence[int], state: str = "done") -> None:

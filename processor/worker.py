@@ -88,6 +88,11 @@ def build_services(config: Config, clock: Callable[[], datetime] | None = None) 
     require_secrets(config)
     provider = TokenProvider(config.graph)  # builds its msal app lazily, on first use
     tokens = outlook_tokens(config, provider)
+
+    def reopen() -> tuple[Mailbox, Transport]:
+        """Fresh adapters for the reply thread (msal's token cache is thread-safe)."""
+        return build_mailbox(config, tokens), build_transport(config, tokens, provider)
+
     return Services(
         config=config,
         store=Store(config.storage.path),
@@ -95,6 +100,7 @@ def build_services(config: Config, clock: Callable[[], datetime] | None = None) 
         transport=build_transport(config, tokens, provider),
         calendar=build_calendar(config, provider),
         clock=clock or (lambda: datetime.now(UTC)),
+        reopen=reopen,
     )
 
 

@@ -53,7 +53,8 @@ def test_it_refers_a_message_that_kills_the_worker_and_spares_its_chunk(
 ) -> None:
     # Five requests decided in one chunk transaction; the third kills the worker each
     # time it is read. The chunk is retried message by message, so the killer is found
-    # (referred after three starts) and the other four are answered, once each.
+    # (referred after three deaths on its own; the chunk's death is not held against
+    # anyone) and the other four are answered, once each.
     for n in range(1, 6):
         sender = f"Resident {n} <resident{n}@residents.example>"
         body = f"I'd like to attend online on 10 December.\n\nResident {n}"
@@ -68,7 +69,7 @@ def test_it_refers_a_message_that_kills_the_worker_and_spares_its_chunk(
         assert result.returncode == -9, result.stderr
         kills += 1
 
-    assert kills == 3  # the first start in the chunk, then two starts on its own
+    assert kills == 4  # the start in the chunk, then three starts on its own
     by_sender = {row["sender"]: row for row in staff_log(config).values()}
     poison = by_sender.pop("resident3@residents.example")
     assert poison["outcome"] == "referred"
@@ -84,8 +85,9 @@ def test_it_refers_a_message_that_kills_the_worker_and_spares_its_chunk(
 def test_a_reply_sent_before_a_kill_is_not_resent_and_gets_one_sent_copy(
     tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
 ) -> None:
-    # Killed just after the first 250 was recorded: the row is `sent`, its Sent copy not
-    # yet filed (copies go in one MULTIAPPEND per group). The next run must file that
+    # Killed just after the first 250, recorded only in the sent journal: the row is
+    # still `sending` in the store and its Sent copy not yet filed (copies go in one
+    # MULTIAPPEND per group), so only the journal knows. The next run must file that
     # copy once and send nothing again.
     for n in range(1, 4):
         sender = f"Resident {n} <resident{n}@residents.example>"

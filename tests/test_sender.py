@@ -1,0 +1,52 @@
+"""Replies go out from their own thread while the cycle is still deciding."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import time
+from pathlib import Path
+
+from tests.plugins.dovecot import Dovecot
+from tests.plugins.smtpd import SmtpServer
+from tests.support import NOW, cli_command, cli_env, request, staff_log, write_config
+
+
+def test_it_sends_an_early_reply_while_a_later_message_is_still_being_understood(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    # One message per chunk; the second hangs in understanding until its 5 s limit.
+    # The first one's reply must reach the SMTP server during that wait, before the
+    # second has a decision: sent after deciding, it would come after.
+    for n, name in ((1, "Early"), (2, "Slow")):
+        body = f"I'd like to attend online on 10 December.\n\n{name}"
+        dovecot.append(
+            "INBOX", request(n, f"{name} <{name.lower()}@residents.example>", "Hi", body)
+        )
+    config = write_config(tmp_path, dovecot, smtpd, mailbox_extra="fetch_chunk = 1")
+    config.write_text(
+        config.read_text().replace("[worker]\n", "[worker]\nunderstand_timeout = 5.0\n")
+    )
+
+    worker = subprocess.Popen(
+        cli_command(config, "run", "--once", "--now", NOW),
+        env=cli_env("understand=hang:e2e-2"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not smtpd.messages and time.monotonic() < deadline:
+        time.sleep(0.02)
+    with sqlite3.connect(tmp_path / "store.sqlite3") as db:  # at once: no CLI start-up
+        decided_then = {
+            row[0]
+            for row in db.execute("SELECT message_id FROM messages WHERE outcome IS NOT NULL")
+        }
+    _, stderr = worker.communicate(timeout=30)
+
+    assert worker.returncode == 0, stderr
+    assert [m.rcpt_tos for m in smtpd.messages] == [("early@residents.example",)]
+    assert decided_then == {"<e2e-1@residents.example>"}, "the reply waited for the cycle"
+    log = staff_log(config)
+    assert log["<e2e-2@residents.example>"]["outcome"] == "referred"
