@@ -97,4 +97,49 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX outbox_recipient ON outbox(recipient, kind, created_at);
     """,
+    # 3: occupancy kept by triggers: counting the registrations for every decision made
+    # a backlog of N cost O(N^2) (bench/backlog.py --profile); the database keeps the
+    # sums in step with every write to registrations, whoever makes it (no OR IGNORE:
+    # the statement that fires a trigger imposes its own conflict policy on its body)
+    """
+    CREATE TABLE occupancy (
+        meeting_id TEXT PRIMARY KEY,
+        in_person INTEGER NOT NULL DEFAULT 0,
+        online INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO occupancy(meeting_id, in_person, online)
+        SELECT meeting_id,
+            SUM(CASE WHEN mode = 'in_person' THEN party_size ELSE 0 END),
+            SUM(mode = 'online')
+        FROM registrations WHERE status = 'confirmed' GROUP BY meeting_id;
+    CREATE TRIGGER occupancy_insert AFTER INSERT ON registrations
+    WHEN NEW.status = 'confirmed' BEGIN
+        INSERT INTO occupancy(meeting_id) SELECT NEW.meeting_id
+            WHERE NOT EXISTS (SELECT 1 FROM occupancy WHERE meeting_id = NEW.meeting_id);
+        UPDATE occupancy SET
+            in_person = in_person + ((NEW.mode = 'in_person') * NEW.party_size),
+            online = online + (NEW.mode = 'online')
+        WHERE meeting_id = NEW.meeting_id;
+    END;
+    CREATE TRIGGER occupancy_delete AFTER DELETE ON registrations
+    WHEN OLD.status = 'confirmed' BEGIN
+        UPDATE occupancy SET
+            in_person = in_person - ((OLD.mode = 'in_person') * OLD.party_size),
+            online = online - (OLD.mode = 'online')
+        WHERE meeting_id = OLD.meeting_id;
+    END;
+    CREATE TRIGGER occupancy_update AFTER UPDATE ON registrations BEGIN
+        UPDATE occupancy SET
+            in_person = in_person - ((OLD.mode = 'in_person') * OLD.party_size),
+            online = online - (OLD.mode = 'online')
+        WHERE meeting_id = OLD.meeting_id AND OLD.status = 'confirmed';
+        INSERT INTO occupancy(meeting_id) SELECT NEW.meeting_id
+            WHERE NEW.status = 'confirmed'
+            AND NOT EXISTS (SELECT 1 FROM occupancy WHERE meeting_id = NEW.meeting_id);
+        UPDATE occupancy SET
+            in_person = in_person + ((NEW.mode = 'in_person') * NEW.party_size),
+            online = online + (NEW.mode = 'online')
+        WHERE meeting_id = NEW.meeting_id AND NEW.status = 'confirmed';
+    END;
+    """,
 )

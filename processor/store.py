@@ -61,9 +61,8 @@ class Store:
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             self.db.execute("BEGIN IMMEDIATE")
             try:
-                for statement in script.split(";"):
-                    if statement.strip():
-                        self.db.execute(statement)
+                for statement in statements(script):
+                    self.db.execute(statement)
                 self.db.execute(f"PRAGMA user_version = {number}")
                 self.db.execute("COMMIT")
             except BaseException:
@@ -313,13 +312,9 @@ class Store:
         return [_registration(r) for r in rows]
 
     def occupancy(self) -> dict[str, Occupancy]:
-        rows = self.db.execute(
-            "SELECT meeting_id, "
-            "SUM(CASE WHEN mode = 'in_person' THEN party_size ELSE 0 END) AS in_person, "
-            "SUM(CASE WHEN mode = 'online' THEN 1 ELSE 0 END) AS online "
-            "FROM registrations WHERE status = 'confirmed' GROUP BY meeting_id"
-        ).fetchall()
-        return {r["meeting_id"]: Occupancy(r["in_person"] or 0, r["online"] or 0) for r in rows}
+        """Confirmed places per meeting (kept by triggers on registrations: schema 3)."""
+        rows = self.db.execute("SELECT meeting_id, in_person, online FROM occupancy").fetchall()
+        return {r["meeting_id"]: Occupancy(r["in_person"], r["online"]) for r in rows}
 
     # --- events ----------------------------------------------------------------------
 
@@ -450,6 +445,17 @@ class Store:
             "INSERT INTO audit(at, actor, action, message_id, detail) VALUES (?, ?, ?, ?, ?)",
             (_iso(utcnow()), actor, action, message_id, detail),
         )
+
+
+def statements(script: str) -> Iterator[str]:
+    """The SQL statements of a script; a trigger's body has semicolons of its own."""
+    pending = ""
+    for piece in script.split(";"):
+        pending += piece + ";"
+        if sqlite3.complete_statement(pending):
+            if pending.strip(" \n;"):
+                yield pending
+            pending = ""
 
 
 def upsert_registration(

@@ -2,18 +2,29 @@
 
 from __future__ import annotations
 
+import json
+import random
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import pytest
 
 from processor.errors import LockHeldError
 from processor.journal import SentJournal
-from processor.store import Store
+from processor.models import (
+    Evidence,
+    Occupancy,
+    Registration,
+    Request,
+    request_from_json,
+    request_to_json,
+)
+from processor.store import Store, upsert_registration
 
 
 def test_it_lets_only_one_worker_hold_the_lock(tmp_path: Path) -> None:
@@ -99,3 +110,52 @@ def test_the_sent_journal_keeps_whole_lines_until_cleared(tmp_path: Path) -> Non
     journal.clear()
     assert journal.pending() == []
     assert not journal.path.exists()
+
+
+def test_a_request_keeps_every_field_through_its_json() -> None:
+    request = Request(
+        intent="attend",
+        mode="in_person",
+        meeting_id="dec",
+        meeting_candidates=("dec", "jan"),
+        meeting_named=True,
+        name="Zoë O'Brien",
+        party_size=3,
+        access_needs=("wheelchair",),
+        wants_to_speak=True,
+        refer_reasons=("asked to speak",),
+        evidence=(Evidence("mode", "mode.in_person.chamber", "in the chamber"),),
+    )
+    text = request_to_json(request)
+    assert request_from_json(text) == request
+    assert json.loads(text) == json.loads(json.dumps(asdict(request)))
+
+
+def test_the_occupancy_triggers_agree_with_counting_after_any_writes(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.sqlite3")
+    rng = random.Random(7)
+    counted = (
+        "SELECT meeting_id, SUM((mode = 'in_person') * party_size), SUM(mode = 'online') "
+        "FROM registrations WHERE status = 'confirmed' GROUP BY meeting_id"
+    )
+    for _ in range(400):
+        meeting, sender = rng.choice(["dec", "jan"]), f"r{rng.randrange(12)}@x"
+        mode, size = rng.choice(["in_person", "online"]), rng.randint(1, 4)
+        status = rng.choice(["confirmed", "waitlisted", "cancelled"])
+        with store.transaction() as db:
+            action = rng.random()
+            if action < 0.6:  # the worker's upsert: insert, or update on conflict
+                registration = Registration(meeting, sender, None, mode, size, status, (), "<m>")
+                upsert_registration(db, registration, "<m>", "now")
+            elif action < 0.8:  # a change of meeting, status, mode or party by staff
+                db.execute(
+                    "UPDATE OR IGNORE registrations SET meeting_id = ?, status = ?, mode = ?, "
+                    "party_size = ? WHERE sender = ?",
+                    (meeting, status, mode, size, sender),
+                )
+            else:  # a purge
+                db.execute("DELETE FROM registrations WHERE sender = ?", (sender,))
+        expected = {m: Occupancy(p, o) for m, p, o in store.db.execute(counted)}
+        kept = {m: o for m, o in store.occupancy().items() if o != Occupancy()}
+        assert kept == expected
+    store.close()
