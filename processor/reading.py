@@ -173,6 +173,8 @@ def _header(message: Message, name: str, value: Any) -> str:
 
 
 def _address(value: str) -> tuple[str | None, str]:
+    if not value:  # most mail has no Reply-To
+        return None, ""
     try:
         pairs = getaddresses([value])
     except Exception:

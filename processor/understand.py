@@ -345,9 +345,10 @@ def _refer_reasons(text: str, evidence: list[Evidence]) -> list[str]:
 
 
 def _foreign_language(text: str) -> str | None:
-    letters = [c for c in text if c.isalpha()]
-    if letters and sum(ord(c) > 0x24F for c in letters) > 0.3 * len(letters):
-        return "non-Latin script"
+    if not text.isascii():  # ASCII holds no letter past Latin Extended-B (U+024F)
+        letters = [c for c in text if c.isalpha()]
+        if letters and sum(ord(c) > 0x24F for c in letters) > 0.3 * len(letters):
+            return "non-Latin script"
     words = re.findall(r"[^\W\d_]+", text.lower())
     foreign = [w for w in words if w in _FOREIGN]
     english = sum(w in _ENGLISH for w in words)
