@@ -187,8 +187,9 @@ def _relative(phrase: str, base: datetime) -> _DateHit | None:
 # ("10 December", "Thursday"), so its answers are cached. The key is the phrase and the
 # reference's local calendar date, not its time: none of these phrases holds a time of
 # day (the regexes above stop short of one), and dateparser then weighs the day it
-# read, at midnight, against the base, so any time on the same date picks the same day.
-# The caller has already put the reference in the committee's time zone.
+# read, at midnight, against the base, so any time on the same date picks the same day;
+# it is asked at noon. The caller has already put the reference in the committee's time
+# zone, so the local date already reflects it.
 _CACHE_SIZE = 4096
 
 
