@@ -13,9 +13,10 @@ import json
 import logging
 import random
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 from datetime import timedelta
+from functools import partial
 from typing import TYPE_CHECKING
 
 from processor import faults
@@ -32,7 +33,7 @@ log = logging.getLogger(__name__)
 
 CALENDAR_KINDS = ("attendee_add", "attendee_remove")
 # Replies claimed in one commit whose Sent copies are filed in one MULTIAPPEND.
-REPLY_GROUP = 20
+REPLY_GROUP = 50
 
 
 def dispatch(svc: Services, report: CycleReport) -> None:
@@ -133,8 +134,10 @@ def dispatch_replies(svc: Services, report: CycleReport) -> None:
     session = ReplySession(svc, report)
     try:
         session.send_due()
-    finally:
-        session.close()
+    except BaseException:
+        session.close(done=False)
+        raise
+    session.close(done=True)
 
 
 class ReplySession:
@@ -146,17 +149,26 @@ class ReplySession:
 
     A reply row goes pending -> sending (claimed, a group in one commit) -> sent (the
     server said 250: a line in the sent journal at once, see journal.py) -> done (its
-    Sent copy filed, with its group's). A crash leaves `sending` rows in doubt, which
-    the journal or `already_sent` settles, and `sent` rows, which only lack their copy.
+    Sent copy filed, with its group's, by `file_copies`: `file_sent_copies` here, or
+    another thread's queue). A crash leaves `sending` rows in doubt, which the journal
+    or `already_sent` settles, and `sent` rows, which only lack their copy.
     """
 
-    def __init__(self, svc: Services, report: CycleReport) -> None:
+    def __init__(
+        self,
+        svc: Services,
+        report: CycleReport,
+        file_copies: Callable[[list[OutboxItem]], None] | None = None,
+    ) -> None:
         self.svc = svc
         self.report = report
         self.halted = False
         self.journal = SentJournal(svc.store.path)
+        self._file_copies = file_copies or partial(file_sent_copies, svc)
         self._settled = False
-        self._unfinished = 0  # journal lines whose rows are not yet done
+        # Rows this session has dealt with: a row whose copy the filing thread has yet
+        # to file is still `sending` in the store, and must not look in doubt to us.
+        self._handled: set[int] = set()
         self._connection: Connection | None = None
         self._stack = ExitStack()
 
@@ -167,8 +179,12 @@ class ReplySession:
             self.svc.store.settle_sent(self.journal.pending())
             self.journal.clear()
             self._settled = True
-        items = self.svc.store.due_outbox(self.svc.clock(), ("reply",))
+        due = self.svc.store.due_outbox(self.svc.clock(), ("reply",))
+        items = [item for item in due if item.id not in self._handled]
+        self._handled.update(item.id for item in items)
         try:
+            if items:
+                self._connect()  # before any claim: a server that is down faults no row
             for start in range(0, len(items), REPLY_GROUP):
                 if self.svc.stop.is_set():
                     return
@@ -208,32 +224,28 @@ class ReplySession:
                 record_failure(svc, [item], exc)
                 if isinstance(exc, TransientError):
                     svc.store.unclaim([i.id for i in group[position + 1 :]])
-                    self._finish(accepted)
+                    self._file_copies(accepted)
                     return False
                 continue
             self.journal.record(item.idempotency_key)
-            self._unfinished += 1
             faults.point("after_send")
             accepted.append(item)
             self.report.replies_sent += 1
-        self._finish(accepted)
+        self._file_copies(accepted)
         return True
-
-    def _finish(self, accepted: Sequence[OutboxItem]) -> None:
-        file_sent_copies(self.svc, accepted)
-        self._unfinished -= sum(1 for item in accepted if item.state != "sent")
 
     def _connect(self) -> Connection:
         if self._connection is None:
             self._connection = self._stack.enter_context(self.svc.transport.connect())
         return self._connection
 
-    def close(self) -> None:
+    def close(self, *, done: bool) -> None:
+        """`done`: every accepted reply's row is done, so the journal is spent."""
         try:
             self._stack.close()
         finally:
-            if self._settled and self._unfinished == 0:
-                self.journal.clear()  # every line in it is done in the store
+            if done and self._settled:
+                self.journal.clear()
             else:
                 self.journal.close()  # the next session settles what it holds
 

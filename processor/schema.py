@@ -142,4 +142,9 @@ MIGRATIONS: tuple[str, ...] = (
         WHERE meeting_id = NEW.meeting_id AND NEW.status = 'confirmed';
     END;
     """,
+    # 4: a resident's registrations are looked up by sender for every decision; the
+    # unique index leads with the meeting, so each lookup scanned the whole table
+    """
+    CREATE INDEX registrations_sender ON registrations(sender);
+    """,
 )

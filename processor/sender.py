@@ -1,24 +1,32 @@
-"""Replies go out while the cycle is still deciding: a thread of its own.
+"""Replies go out while the cycle is still deciding: threads of their own.
 
-The main thread commits a batch of decisions and pokes; this thread sends whatever is
-due by then and waits for the next poke. Deciding is CPU and sending is waiting on the
-SMTP server, so the two overlap instead of adding up (bench/backlog.py).
+The main thread commits a batch of decisions and pokes; the sending thread sends
+whatever is due by then over the cycle's one SMTP connection and waits for the next
+poke. Each group it sends goes to a filing thread, which files the Sent copies (one
+MULTIAPPEND) and marks the rows done. Deciding is CPU, sending waits on the SMTP
+server and filing on the IMAP server, so the three overlap instead of adding up
+(bench/backlog.py).
 
-The thread has its own SQLite connection, mailbox session (Sent copies, in-doubt
-searches) and transport: none of these may be shared between threads. It only ever
-sees committed decisions, and every send follows the same outbox protocol as
-`dispatch_replies`, so a crash anywhere leaves nothing the next cycle cannot settle.
+Each thread has its own SQLite connection and mailbox session: none of these may be
+shared between threads. The sender only ever sees committed decisions, and every send
+follows the outbox protocol of `ReplySession`, so a crash anywhere leaves nothing the
+next cycle cannot settle: a reply the server took is in the sent journal at once.
 """
 
 from __future__ import annotations
 
 import logging
+import queue
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from processor.dispatch import ReplySession, dispatch_replies
+from processor.dispatch import ReplySession, dispatch_replies, file_sent_copies
+from processor.journal import SentJournal
+from processor.records import OutboxItem
 from processor.store import Store
 
 if TYPE_CHECKING:
@@ -26,13 +34,18 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# The sending thread waits on the SMTP server four times a reply, then needs the GIL
+# back from the deciding thread, which gives it up every switch interval: at the
+# default 5 ms that wait, not the server, would pace the replies.
+SWITCH_INTERVAL = 0.0005  # seconds
+
 
 class RepliesAlongside:
     """`with RepliesAlongside(svc, report) as replies:` ... `replies.poke()` per commit.
 
     Leaving the block sends what is still due (reminders and the digest included) and
-    waits for the thread. Without `svc.reopen` (no second set of adapters), replies are
-    sent in the leaving instead, as one pass.
+    waits for the threads. Without `svc.reopen` (no second set of adapters), replies
+    are sent in the leaving instead, as one pass.
     """
 
     def __init__(self, svc: Services, report: CycleReport) -> None:
@@ -40,13 +53,20 @@ class RepliesAlongside:
         self._report = report
         self._wake = threading.Event()
         self._closing = threading.Event()
-        self._error: BaseException | None = None
-        self._thread: threading.Thread | None = None
+        self._copies: queue.SimpleQueue[list[OutboxItem] | None] = queue.SimpleQueue()
+        self._errors: list[BaseException] = []
+        self._threads: list[threading.Thread] = []
+        self._interval = sys.getswitchinterval()
 
     def __enter__(self) -> RepliesAlongside:
         if self._svc.reopen is not None:
-            self._thread = threading.Thread(target=self._run, name="replies", daemon=True)
-            self._thread.start()
+            sys.setswitchinterval(SWITCH_INTERVAL)
+            self._threads = [
+                threading.Thread(target=self._guarded(self._send), name="replies", daemon=True),
+                threading.Thread(target=self._guarded(self._file), name="filing", daemon=True),
+            ]
+            for thread in self._threads:
+                thread.start()
         return self
 
     def poke(self) -> None:
@@ -59,22 +79,38 @@ class RepliesAlongside:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if self._thread is None:
+        if not self._threads:
             if exc_type is None and not self._svc.stop.is_set():
                 dispatch_replies(self._svc, self._report)
             return
+        sending, filing = self._threads
         self._closing.set()
         self._wake.set()
-        self._thread.join()
-        if self._error is not None and exc_type is None:
-            raise self._error
+        sending.join()
+        self._copies.put(None)  # after the last group the sender queued
+        filing.join()
+        sys.setswitchinterval(self._interval)
+        if self._errors and exc_type is None:
+            raise self._errors[0]
 
-    def _run(self) -> None:
-        assert self._svc.reopen is not None
-        mailbox, transport = self._svc.reopen()
-        store = Store(self._svc.store.path)
-        svc = replace(self._svc, store=store, mailbox=mailbox, transport=transport)
-        session = ReplySession(svc, self._report)
+    def _guarded(self, work: Callable[[Services], None]) -> Callable[[], None]:
+        def run() -> None:
+            assert self._svc.reopen is not None
+            mailbox, transport = self._svc.reopen()
+            store = Store(self._svc.store.path)
+            try:
+                work(replace(self._svc, store=store, mailbox=mailbox, transport=transport))
+            except BaseException as exc:  # handed to the main thread when it leaves
+                log.exception("the %s thread failed", threading.current_thread().name)
+                self._errors.append(exc)
+            finally:
+                mailbox.close()
+                store.close()
+
+        return run
+
+    def _send(self, svc: Services) -> None:
+        session = ReplySession(svc, self._report, file_copies=self._copies.put)
         try:
             while True:
                 self._wake.wait()
@@ -83,10 +119,11 @@ class RepliesAlongside:
                 session.send_due()
                 if last:
                     return
-        except BaseException as exc:  # handed to the main thread when it leaves
-            log.exception("the reply thread failed")
-            self._error = exc
         finally:
-            session.close()
-            mailbox.close()
-            store.close()
+            session.close(done=False)  # the filing thread may still be at work
+
+    def _file(self, svc: Services) -> None:
+        while (items := self._copies.get()) is not None:
+            file_sent_copies(svc, items)
+        if not self._errors:  # the sender settled the old journal and all it wrote is done
+            SentJournal(svc.store.path).clear()

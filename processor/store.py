@@ -101,6 +101,17 @@ class Store:
             self._depth = 0
         self.db.execute("COMMIT")
 
+    @contextmanager
+    def statement(self) -> Iterator[sqlite3.Connection]:
+        """For writes that cannot half-happen (one statement, or a write and its read):
+        a transaction of their own, or simply part of the one already open, without
+        the savepoint a `transaction()` would add."""
+        if self._depth:
+            yield self.db
+        else:
+            with self.transaction() as db:
+                yield db
+
     # --- the worker lock -------------------------------------------------------------
 
     def acquire_lock(self) -> None:
@@ -167,7 +178,7 @@ class Store:
         subject: str,
     ) -> StoredMessage:
         """Keep the raw bytes before any side effect; a known Message-ID is not stored twice."""
-        with self.transaction() as db:
+        with self.statement() as db:
             db.execute(
                 "INSERT INTO messages(message_id, sha256, received_at, stored_at, raw, "
                 "raw_complete, size, mailbox_key, sync_token, sender, name, subject) "
@@ -224,7 +235,7 @@ class Store:
         return None if row is None else self.message(row["message_id"])
 
     def count_attempt(self, message_id: str, error: str | None = None) -> int:
-        with self.transaction() as db:
+        with self.statement() as db:
             db.execute(
                 "UPDATE messages SET attempts = attempts + 1, error = COALESCE(?, error) "
                 "WHERE message_id = ?",

@@ -5,8 +5,16 @@ from __future__ import annotations
 import sqlite3
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
+import pytest
+
+from processor.config import load_config
+from processor.dispatch import ReplySession, file_sent_copies
+from processor.pipeline import CycleReport, run_cycle
+from processor.records import OutboxItem
+from processor.worker import build_services
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
 from tests.support import NOW, cli_command, cli_env, request, staff_log, write_config
@@ -50,3 +58,36 @@ def test_it_sends_an_early_reply_while_a_later_message_is_still_being_understood
     assert decided_then == {"<e2e-1@residents.example>"}, "the reply waited for the cycle"
     log = staff_log(config)
     assert log["<e2e-2@residents.example>"]["outcome"] == "referred"
+
+
+def test_a_reply_whose_copy_waits_to_be_filed_is_not_sent_again(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The filing thread marks a row done only after its Sent copy is filed; until then
+    # the row is `sending` in the store, as a crash would leave it. The sending thread
+    # comes back for each new batch of decisions, and must not take it for one in doubt.
+    for n in (1, 2):
+        sender = f"Resident {n} <resident{n}@residents.example>"
+        dovecot.append("INBOX", request(n, sender, "Hi", "Online please, 10 December."))
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "secret")
+    svc = build_services(
+        load_config(write_config(tmp_path, dovecot, smtpd)),
+        clock=lambda: datetime.fromisoformat(NOW),
+    )
+    smtpd.stop()  # decided and queued, not sent
+    run_cycle(svc)
+    smtpd.start()
+
+    waiting: list[OutboxItem] = []  # a filing thread that has not got to them yet
+    session = ReplySession(svc, CycleReport(), file_copies=waiting.extend)
+    session.send_due()
+    session.send_due()
+    assert len(smtpd.messages) == 2
+    assert len(waiting) == 2
+
+    file_sent_copies(svc, waiting)
+    session.close(done=True)
+    assert svc.store.due_outbox(datetime.fromisoformat(NOW), ("reply",)) == []
+    assert len(dovecot.uids("Sent")) == 2
+    svc.mailbox.close()
+    svc.store.close()
