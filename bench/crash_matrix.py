@@ -3,11 +3,14 @@
     .venv/bin/python bench/crash_matrix.py [--trials 3] [--count 12] [--random 10]
 
 For each named fault point it runs `--trials` scenarios (each a fresh Dovecot,
-aiosmtpd and Graph fake with `--count` requests), killing the worker at the 1st, 2nd,
-3rd... pass of the point until it gets through, then one clean run; `--random`
-scenarios kill it at random moments instead, once against an SMTP server that files
-its own Sent copy (as Exchange Online does) and once against plain SMTP. Prints, per
-row: trials, kills, duplicate replies, duplicate invites, lost requests (target: 0, 0, 0).
+aiosmtpd and Graph fake with `--count` requests) against plain SMTP, killing the
+worker at the 1st, 2nd, 3rd... pass of the point until it gets through, then one
+clean run; `--random` scenarios kill it at random moments instead, once against an
+SMTP server that files its own Sent copy (as Exchange Online does) and once against
+plain SMTP. Prints, per row: trials, kills, duplicate replies, duplicate invites,
+lost requests (target: 0, 0, 0). Against plain SMTP a kill from the deciding thread
+can land while the reply thread holds a 250 it has not yet journalled (README,
+"Exactly once"): those rows measure that window.
 """
 
 from __future__ import annotations
@@ -73,7 +76,7 @@ def main() -> int:
         if point != "understand"
     ]
     # Random kills twice: with a server that files Sent copies itself (Exchange Online)
-    # and with plain SMTP, where the worker APPENDs the copy after the 250.
+    # and with plain SMTP, where the worker journals the 250 and files the copy later.
     rows.append(("random, Exchange", at_random(args.count, True), args.random))
     rows.append(("random, plain SMTP", at_random(args.count, False), args.random))
     header = (

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -68,15 +69,24 @@ class CycleReport:
     calendar_changes: int = 0
     reminders: int = 0
     errors: list[str] = field(default_factory=list)
+    # Where the time went: deciding (replies going out alongside), then the replies
+    # and Teams updates still to finish, then filing.
+    seconds_deciding: float = 0.0
+    seconds_finishing: float = 0.0
+    seconds_filing: float = 0.0
 
     def log_summary(self, logger: logging.Logger) -> None:
         logger.info(
-            "cycle: %d seen, %d decided, %d replies sent, %d Teams changes, %d filed",
+            "cycle: %d seen, %d decided, %d replies sent, %d Teams changes, %d filed "
+            "(%.2f s deciding, %.2f s more to finish sending, %.2f s filing)",
             self.seen,
             self.decided,
             self.replies_sent,
             self.calendar_changes,
             self.filed,
+            self.seconds_deciding,
+            self.seconds_finishing,
+            self.seconds_filing,
         )
         for error in self.errors:
             logger.warning("%s", error)
@@ -91,6 +101,7 @@ def run_cycle(svc: Services) -> CycleReport:
         report.seen = len(refs)
         to_file: dict[str, list[tuple[MessageRef, str]]] = {"processed": [], "review": []}
         mb = svc.config.mailbox
+        started = time.monotonic()
         with RepliesAlongside(svc, report) as replies:
             for chunk in chunked(fetch(svc, token, refs), mb.fetch_chunk, CHUNK_BYTES):
                 if svc.stop.is_set():
@@ -103,10 +114,15 @@ def run_cycle(svc: Services) -> CycleReport:
                 report.reminders = enqueue_reminders(svc)
                 enqueue_daily_digest(svc)
                 replies.poke()
-                if svc.calendar is not None:
-                    dispatch_calendar(svc, report)
+            decided = time.monotonic()
+            report.seconds_deciding = decided - started
+            if not svc.stop.is_set() and svc.calendar is not None:
+                dispatch_calendar(svc, report)
+        sent = time.monotonic()
+        report.seconds_finishing = sent - decided
         faults.point("before_move")
         file_messages(svc, to_file, report)
+        report.seconds_filing = time.monotonic() - sent
     finally:
         svc.store.release_lock()
     return report

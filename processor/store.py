@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sqlite3
+import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -24,6 +25,18 @@ from processor.models import Occupancy, Registration
 from processor.ports import EventRef
 from processor.records import DecisionRecord, NewOutboxItem, OutboxItem, StoredMessage
 from processor.schema import MIGRATIONS
+
+# One writer at a time per database file among this process's threads (the worker's
+# and its reply threads, see sender.py), queued here rather than in SQLite: a thread
+# SQLite makes wait polls with sleeps of up to 25 ms, and a thread that writes again
+# straight after its commit can keep it waiting like that for good.
+_writer_locks: dict[Path, threading.Lock] = {}
+_writer_locks_guard = threading.Lock()
+
+
+def _writer_lock(path: Path) -> threading.Lock:
+    with _writer_locks_guard:
+        return _writer_locks.setdefault(path.resolve(), threading.Lock())
 
 
 def utcnow() -> datetime:
@@ -51,6 +64,7 @@ class Store:
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self._lock_file: TextIO | None = None
         self._depth = 0  # open transaction() blocks: 0 none, 1 a transaction, more savepoints
+        self._writer = _writer_lock(path)
 
     def close(self) -> None:
         self.release_lock()
@@ -90,16 +104,17 @@ class Store:
                 self._depth -= 1
                 self.db.execute(f"RELEASE {savepoint}")
             return
-        self.db.execute("BEGIN IMMEDIATE")
-        self._depth = 1
-        try:
-            yield self.db
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
-        finally:
-            self._depth = 0
-        self.db.execute("COMMIT")
+        with self._writer:
+            self.db.execute("BEGIN IMMEDIATE")
+            self._depth = 1
+            try:
+                yield self.db
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            finally:
+                self._depth = 0
+            self.db.execute("COMMIT")
 
     @contextmanager
     def statement(self) -> Iterator[sqlite3.Connection]:

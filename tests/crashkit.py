@@ -121,7 +121,11 @@ def tally(
 
 
 def scenario_config(
-    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, graph: GraphFake, server_files_sent: bool
+    tmp_path: Path,
+    dovecot: Dovecot,
+    smtpd: SmtpServer,
+    graph: GraphFake | None,
+    server_files_sent: bool,
 ) -> Path:
     """The worker's config; with `server_files_sent` the SMTP server files the Sent copy
     itself before it answers 250, as Exchange Online does for SMTP AUTH submissions."""
