@@ -26,6 +26,25 @@ TRANSIENT_CODES = (b"[UNAVAILABLE]", b"[INUSE]", b"[LIMIT]", b"[SERVERBUG]")
 EXCHANGE_NOT_CONNECTED = b"User is authenticated but not connected"
 
 
+def _buffered(client: IMAPClient) -> bool:
+    """Whether imaplib has read more from the server than it has parsed yet.
+
+    imapclient's idle_check polls the socket. When a change was waiting as IDLE began,
+    Dovecot sends it in the same packet as the "+ idling" continuation, so it sits in
+    imaplib's read buffer and the poll never fires: the notice is missed until the next
+    packet, up to a whole poll interval later (bench/latency.py caught it).
+    """
+    sock = client.socket()
+    timeout = sock.gettimeout()
+    sock.setblocking(False)
+    try:
+        return bool(client._imap.file.peek(1))  # the buffer, or one non-blocking read
+    except (BlockingIOError, ssl.SSLWantReadError):
+        return False
+    finally:
+        sock.settimeout(timeout)
+
+
 def _chunks(refs: Sequence[MessageRef], size: int) -> Iterator[list[MessageRef]]:
     for start in range(0, len(refs), size):
         yield list(refs[start : start + size])
@@ -214,7 +233,9 @@ class ImapMailbox:
                 return False
             client.idle()
             try:
-                responses = client.idle_check(timeout=timeout)
+                # A change already read with IDLE's continuation is ended at once and
+                # parsed by idle_done: idle_check would wait on the socket for it.
+                responses = [] if _buffered(client) else client.idle_check(timeout=timeout)
             finally:
                 _, more = client.idle_done()
         changes = [r for r in [*responses, *more] if len(r) > 1 and r[1] in (b"EXISTS", b"RECENT")]

@@ -103,6 +103,23 @@ def test_it_wakes_the_worker_within_a_second_of_an_append(
     assert not watcher.is_alive()
 
 
+def test_it_sees_a_change_that_was_waiting_when_idle_began(
+    dovecot: Dovecot, tmp_path: Path
+) -> None:
+    # Mail that arrives between two IDLEs is announced with the next one's "+ idling",
+    # in the same packet; it must end the wait, not sit unseen until the IDLE times out
+    # (in the worker: a whole poll interval).
+    mailbox = ImapIdleMailbox(idle_config(dovecot, tmp_path))
+    try:
+        assert mailbox.supports_idle()  # connected, INBOX selected, not idling
+        dovecot.append("INBOX", MESSAGE)
+        started = time.monotonic()
+        assert mailbox.idle_wait(timeout=20.0)
+        assert time.monotonic() - started < 10.0, "the change waited for the IDLE timeout"
+    finally:
+        mailbox.close()
+
+
 def test_it_halts_at_once_in_the_middle_of_a_long_idle(
     dovecot: Dovecot, tmp_path: Path, stop: threading.Event
 ) -> None:
