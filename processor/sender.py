@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from processor.dispatch import ReplySession, dispatch_replies, file_sent_copies
 from processor.journal import SentJournal
+from processor.ports import KeepsSentCopies
 from processor.records import OutboxItem
 from processor.store import Store
 
@@ -36,19 +37,31 @@ log = logging.getLogger(__name__)
 
 # The sending thread waits on the SMTP server four times a reply, then needs the GIL
 # back from the deciding thread, which gives it up every switch interval. At the
-# default 5 ms that wait, not the server, would pace the replies; and the wait after
-# a server's 250, before the journal line, is the one moment a kill sends a reply
-# twice (README, "Exactly once"). The deciding thread loses little: it is asked only
-# when the sender has something to do.
+# default 5 ms that wait, not the server, would pace the replies. The deciding thread
+# loses little: it is asked only when the sender has something to do.
 SWITCH_INTERVAL = 0.00002  # seconds
+
+
+def overlap_is_safe(svc: Services) -> bool:
+    """Whether replies may go out while the cycle decides: when a reply in doubt after a
+    crash is settled exactly, because the server files the Sent copy before it answers
+    (Graph, Exchange Online's SMTP with `smtp.server_files_sent`, the file transport).
+
+    With plain SMTP the only record of a 250 is our journal line, and a thread must get
+    back to Python to write it; alongside a busy deciding thread that takes long enough
+    for a kill to land in between (bench/crash_matrix.py saw it). Sent after deciding,
+    the line follows the 250 within microseconds.
+    """
+    return isinstance(svc.transport, KeepsSentCopies) or svc.config.smtp.server_files_sent
 
 
 class RepliesAlongside:
     """`with RepliesAlongside(svc, report) as replies:` ... `replies.poke()` per commit.
 
     Leaving the block sends what is still due (reminders and the digest included) and
-    waits for the threads. Without `svc.reopen` (no second set of adapters), replies
-    are sent in the leaving instead, as one pass.
+    waits for the threads. Without `svc.reopen` (no second set of adapters) or when the
+    overlap is not safe (`overlap_is_safe`), replies are sent in the leaving instead,
+    as one pass.
     """
 
     def __init__(self, svc: Services, report: CycleReport) -> None:
@@ -62,7 +75,7 @@ class RepliesAlongside:
         self._interval = sys.getswitchinterval()
 
     def __enter__(self) -> RepliesAlongside:
-        if self._svc.reopen is not None:
+        if self._svc.reopen is not None and overlap_is_safe(self._svc):
             sys.setswitchinterval(SWITCH_INTERVAL)
             self._threads = [
                 threading.Thread(target=self._guarded(self._send), name="replies", daemon=True),

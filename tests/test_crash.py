@@ -17,13 +17,6 @@ from tests.support import NOW, request, run_cli, staff_log, write_config
 # PATCH and the move happen once a cycle, so there the first pass is the only one.
 ONCE_A_CYCLE = {"after_calendar", "before_move"}
 KILL_POINTS = [(p, 1 if p in ONCE_A_CYCLE else 2) for p in POINTS if p != "understand"]
-# Points the reply thread passes itself, or passes after it has finished: a kill there
-# is in step with sending, so even plain SMTP (Sent copies filed by us) must show no
-# duplicate. A kill at a point of the deciding thread can land while the reply thread
-# has a server's 250 and has not yet written it down (sender.py); only a server that
-# files the Sent copy before its 250 settles that exactly (as for random kills below),
-# and bench/crash_matrix.py counts what plain SMTP does there.
-IN_STEP_WITH_SENDING = {"before_send", "after_send", "before_move"}
 
 
 @pytest.mark.slow
@@ -36,15 +29,7 @@ def test_it_gives_one_reply_and_one_invite_after_a_kill_at(
     smtpd: SmtpServer,
     graph_fake: GraphFake,
 ) -> None:
-    result = named_point_scenario(
-        tmp_path,
-        dovecot,
-        smtpd,
-        graph_fake,
-        point,
-        nth,
-        server_files_sent=point not in IN_STEP_WITH_SENDING,
-    )
+    result = named_point_scenario(tmp_path, dovecot, smtpd, graph_fake, point, nth)
     assert result.kills >= 1, f"the worker never reached {point}"
     assert result == Tally(0, 0, 0, 0, result.kills)
 
@@ -74,8 +59,8 @@ def test_it_refers_a_message_that_kills_the_worker_and_spares_its_chunk(
         sender = f"Resident {n} <resident{n}@residents.example>"
         body = f"I'd like to attend online on 10 December.\n\nResident {n}"
         dovecot.append("INBOX", request(n, sender, "Attending", body))
-    # The kills come from the deciding thread while replies go out: a server that files
-    # its own Sent copy keeps that from costing a duplicate (see IN_STEP_WITH_SENDING).
+    # A server that files its own Sent copy, so replies go out while the cycle decides
+    # (sender.py) and the kills come in the middle of sending too.
     config = scenario_config(tmp_path, dovecot, smtpd, None, server_files_sent=True)
 
     kills = 0
