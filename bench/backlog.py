@@ -69,8 +69,8 @@ def main() -> None:
     split = SUMMARY.search(log)
     if split:
         print(
-            f"inside the run  {float(split['deciding']):.2f} s deciding (replies going out "
-            f"alongside), {float(split['finishing']):.2f} s more to finish sending, "
+            f"inside the run  {float(split['deciding']):.2f} s deciding (with --exchange, "
+            f"replies go out alongside), {float(split['finishing']):.2f} s more sending, "
             f"{float(split['filing']):.2f} s filing; the rest is start-up and listing"
         )
     print(

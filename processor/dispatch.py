@@ -165,7 +165,7 @@ class ReplySession:
         self.halted = False
         self.journal = SentJournal(svc.store.path)
         self._file_copies = file_copies or partial(file_sent_copies, svc)
-        self._settled = False
+        self.settled = False  # the journal of a crashed session is in the store
         # Rows this session has dealt with: a row whose copy the filing thread has yet
         # to file is still `sending` in the store, and must not look in doubt to us.
         self._handled: set[int] = set()
@@ -175,10 +175,10 @@ class ReplySession:
     def send_due(self) -> None:
         if self.halted:
             return
-        if not self._settled:  # what a crashed session's journal says was accepted
+        if not self.settled:  # what a crashed session's journal says was accepted
             self.svc.store.settle_sent(self.journal.pending())
             self.journal.clear()
-            self._settled = True
+            self.settled = True
         due = self.svc.store.due_outbox(self.svc.clock(), ("reply",))
         items = [item for item in due if item.id not in self._handled]
         self._handled.update(item.id for item in items)
@@ -244,7 +244,7 @@ class ReplySession:
         try:
             self._stack.close()
         finally:
-            if done and self._settled:
+            if done and self.settled:
                 self.journal.clear()
             else:
                 self.journal.close()  # the next session settles what it holds

@@ -59,9 +59,9 @@ class RepliesAlongside:
     """`with RepliesAlongside(svc, report) as replies:` ... `replies.poke()` per commit.
 
     Leaving the block sends what is still due (reminders and the digest included) and
-    waits for the threads. Without `svc.reopen` (no second set of adapters) or when the
-    overlap is not safe (`overlap_is_safe`), replies are sent in the leaving instead,
-    as one pass.
+    waits for the threads. Where the overlap is not safe (`overlap_is_safe`), replies
+    are sent in the leaving, from this thread, with only the filing on a thread of its
+    own. Without `svc.reopen` (no second set of adapters) there are no threads at all.
     """
 
     def __init__(self, svc: Services, report: CycleReport) -> None:
@@ -71,18 +71,24 @@ class RepliesAlongside:
         self._closing = threading.Event()
         self._copies: queue.SimpleQueue[list[OutboxItem] | None] = queue.SimpleQueue()
         self._errors: list[BaseException] = []
-        self._threads: list[threading.Thread] = []
+        self._settled = False  # a sending session read the old journal into the store
+        self._sending: threading.Thread | None = None
+        self._filing: threading.Thread | None = None
         self._interval = sys.getswitchinterval()
 
     def __enter__(self) -> RepliesAlongside:
-        if self._svc.reopen is not None and overlap_is_safe(self._svc):
-            sys.setswitchinterval(SWITCH_INTERVAL)
-            self._threads = [
-                threading.Thread(target=self._guarded(self._send), name="replies", daemon=True),
-                threading.Thread(target=self._guarded(self._file), name="filing", daemon=True),
-            ]
-            for thread in self._threads:
-                thread.start()
+        if self._svc.reopen is None:
+            return self
+        sys.setswitchinterval(SWITCH_INTERVAL)
+        self._filing = threading.Thread(
+            target=self._guarded(self._file), name="filing", daemon=True
+        )
+        self._filing.start()
+        if overlap_is_safe(self._svc):
+            self._sending = threading.Thread(
+                target=self._guarded(self._send), name="replies", daemon=True
+            )
+            self._sending.start()
         return self
 
     def poke(self) -> None:
@@ -95,19 +101,36 @@ class RepliesAlongside:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        if not self._threads:
+        if self._filing is None:
             if exc_type is None and not self._svc.stop.is_set():
                 dispatch_replies(self._svc, self._report)
             return
-        sending, filing = self._threads
-        self._closing.set()
-        self._wake.set()
-        sending.join()
-        self._copies.put(None)  # after the last group the sender queued
-        filing.join()
-        sys.setswitchinterval(self._interval)
+        try:
+            if self._sending is not None:
+                self._closing.set()
+                self._wake.set()
+                self._sending.join()
+            elif exc_type is None and not self._svc.stop.is_set():
+                self._send_here()
+        finally:
+            self._copies.put(None)  # after the last group queued
+            self._filing.join()
+            sys.setswitchinterval(self._interval)
         if self._errors and exc_type is None:
             raise self._errors[0]
+
+    def _send_here(self) -> None:
+        """Plain SMTP: send from this thread, the only one wanting the interpreter but
+        for the filing thread's moments, so each 250 is journalled at once."""
+        session = ReplySession(self._svc, self._report, file_copies=self._copies.put)
+        try:
+            session.send_due()
+        except BaseException as exc:
+            self._errors.append(exc)  # so the filing thread keeps the journal
+            raise
+        finally:
+            self._settled = session.settled
+            session.close(done=False)
 
     def _guarded(self, work: Callable[[Services], None]) -> Callable[[], None]:
         def run() -> None:
@@ -136,10 +159,13 @@ class RepliesAlongside:
                 if last:
                     return
         finally:
+            self._settled = session.settled
             session.close(done=False)  # the filing thread may still be at work
 
     def _file(self, svc: Services) -> None:
         while (items := self._copies.get()) is not None:
             file_sent_copies(svc, items)
-        if not self._errors:  # the sender settled the old journal and all it wrote is done
+        # Spent when a session read the old journal into the store and every line it
+        # wrote since is done; otherwise the next session settles what it holds.
+        if self._settled and not self._errors:
             SentJournal(svc.store.path).clear()

@@ -12,8 +12,10 @@ import pytest
 
 from processor.config import load_config
 from processor.dispatch import ReplySession, file_sent_copies
+from processor.journal import SentJournal
 from processor.pipeline import CycleReport, run_cycle
 from processor.records import OutboxItem
+from processor.sender import RepliesAlongside
 from processor.worker import build_services
 from tests.crashkit import scenario_config
 from tests.plugins.dovecot import Dovecot
@@ -97,5 +99,25 @@ def test_a_reply_whose_copy_waits_to_be_filed_is_not_sent_again(
     session.close(done=True)
     assert svc.store.due_outbox(datetime.fromisoformat(NOW), ("reply",)) == []
     assert len(dovecot.uids("Sent")) == 2
+    svc.mailbox.close()
+    svc.store.close()
+
+
+def test_a_cycle_that_sends_nothing_keeps_the_journal_of_a_crashed_one(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The journal is emptied only once a session has read it into the store; a cycle
+    # stopped before sending must leave it for the next one.
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "secret")
+    svc = build_services(load_config(write_config(tmp_path, dovecot, smtpd)))
+    journal = SentJournal(svc.store.path)
+    journal.record("reply:<accepted-before-a-crash@council.example>")
+    journal.close()
+    svc.stop.set()  # SIGTERM before anything was sent
+
+    with RepliesAlongside(svc, CycleReport()):
+        pass
+
+    assert journal.pending() == ["reply:<accepted-before-a-crash@council.example>"]
     svc.mailbox.close()
     svc.store.close()
