@@ -410,25 +410,7 @@ def compose_reply(
     )
     rendered = render_reply(kind, context, env)
 
-    message: Message[str, str | Header] = Message()
-    message["From"] = _address(committee.address, committee.name, "From")
-    message["To"] = _address(email.reply_to, context["name"] or "", "To")
-    message["Subject"] = _header(reply_subject(email.subject, rendered.subject), "Subject")
-    message["Date"] = format_datetime(now)
-    message["Message-ID"] = message_id
-    if _MESSAGE_ID.fullmatch(email.message_id.strip()):
-        message["In-Reply-To"] = email.message_id.strip()
-    references = thread_references(email.references, email.message_id)
-    if references:
-        message["References"] = " ".join(references)
-    # RFC 3834 section 5: mark the reply automatic so other responders stay quiet;
-    # X-Auto-Response-Suppress does the same for Exchange; LOOP_HEADER spots our own mail.
-    message["Auto-Submitted"] = "auto-replied"
-    message["X-Auto-Response-Suppress"] = "All"
-    message[LOOP_HEADER] = "1"
-    message["MIME-Version"] = "1.0"
-
-    bodies = [_text_part("plain", rendered.text), _text_part("html", rendered.html)]
+    attachment = None
     if with_ics and meeting is not None:
         ics = build_ics(
             meeting,
@@ -443,6 +425,53 @@ def compose_reply(
         attachment = _text_part("calendar", ics.decode("utf-8"), method="PUBLISH")
         filename = f"{re.sub(r'[^A-Za-z0-9._-]', '-', meeting.id)}.ics"
         attachment.add_header("Content-Disposition", "attachment", filename=filename)
+    return threaded_reply(
+        committee=committee,
+        email=email,
+        message_id=message_id,
+        subject=reply_subject(email.subject, rendered.subject),
+        name=context["name"],
+        text=rendered.text,
+        html=rendered.html,
+        now=now,
+        attachment=attachment,
+    )
+
+
+def threaded_reply(
+    *,
+    committee: CommitteeConfig,
+    email: InboundEmail,
+    message_id: str,
+    subject: str,
+    name: str | None,
+    text: str,
+    html: str,
+    now: datetime,
+    attachment: Message | None = None,
+) -> ComposedReply:
+    """A reply to `email` as every reply is written: threaded, marked automatic, text and
+    HTML (and an attachment), the resident's words (subject, name) written literally."""
+    message: Message[str, str | Header] = Message()
+    message["From"] = _address(committee.address, committee.name, "From")
+    message["To"] = _address(email.reply_to, name or "", "To")
+    message["Subject"] = _header(subject, "Subject")
+    message["Date"] = format_datetime(now)
+    message["Message-ID"] = message_id
+    if _MESSAGE_ID.fullmatch(email.message_id.strip()):
+        message["In-Reply-To"] = email.message_id.strip()
+    references = thread_references(email.references, email.message_id)
+    if references:
+        message["References"] = " ".join(references)
+    # RFC 3834 section 5: mark the reply automatic so other responders stay quiet;
+    # X-Auto-Response-Suppress does the same for Exchange; LOOP_HEADER spots our own mail.
+    message["Auto-Submitted"] = "auto-replied"
+    message["X-Auto-Response-Suppress"] = "All"
+    message[LOOP_HEADER] = "1"
+    message["MIME-Version"] = "1.0"
+
+    bodies = [_text_part("plain", text), _text_part("html", html)]
+    if attachment is not None:
         alternative = _multipart(Message(), "alternative", _boundary(message_id, "alt"), bodies)
         _multipart(message, "mixed", _boundary(message_id, "mix"), [alternative, attachment])
     else:

@@ -14,22 +14,20 @@ import logging
 from dataclasses import dataclass, replace
 from datetime import datetime
 from email import message_from_bytes, policy
-from email.errors import HeaderParseError
-from email.headerregistry import Address
 from email.message import EmailMessage
 from typing import Any
 
 from processor import staffstore
 from processor.compose import (
-    LOOP_HEADER,
     MAX_NAME,
     MAX_SUBJECT,
+    ComposedReply,
     format_when,
     make_environment,
     one_line,
     reply_message_id,
     reply_subject,
-    thread_references,
+    threaded_reply,
 )
 from processor.config import Config
 from processor.dispatch import dispatch
@@ -179,8 +177,8 @@ def reject(svc: Services, ref: str, *, reason: str, actor: str) -> ActionResult:
 
 def compose_rejection(
     config: Config, email: InboundEmail, row: dict[str, Any], reason: str, now: datetime
-) -> EmailMessage:
-    """The `rejected` reply: like the worker's replies, threaded and marked automatic."""
+) -> ComposedReply:
+    """The `rejected` reply: written like the worker's replies (compose.threaded_reply)."""
     if not email.reply_to:
         raise PermanentError("the message has no address to reply to")
     committee = config.committee
@@ -204,35 +202,17 @@ def compose_rejection(
     }
     env = make_environment()
     subject = one_line(env.get_template("rejected.subject.txt.j2").render(context), MAX_SUBJECT)
-    message = EmailMessage(policy=policy.SMTP)
-    message["From"] = _address(committee.address, committee.name)
-    message["To"] = _address(email.reply_to, name or "")
-    message["Subject"] = reply_subject(email.subject, subject)
-    message["Date"] = now
-    # The reason is part of the identity: the same verdict twice is one email, a new one is new.
-    message["Message-ID"] = reply_message_id(
-        email.message_id, f"rejected\0{reason}", committee.domain
+    return threaded_reply(
+        committee=committee,
+        email=email,
+        # The reason is part of the identity: the same verdict twice is one email.
+        message_id=reply_message_id(email.message_id, f"rejected\0{reason}", committee.domain),
+        subject=reply_subject(email.subject, subject),
+        name=name,
+        text=env.get_template("rejected.txt.j2").render(context).strip() + "\n",
+        html=env.get_template("rejected.html.j2").render(context).strip() + "\n",
+        now=now,
     )
-    if email.message_id.startswith("<"):
-        message["In-Reply-To"] = email.message_id
-    references = thread_references(email.references, email.message_id)
-    if references:
-        message["References"] = " ".join(references)
-    message["Auto-Submitted"] = "auto-replied"  # RFC 3834: keep auto-responders quiet
-    message["X-Auto-Response-Suppress"] = "All"
-    message[LOOP_HEADER] = "1"
-    message.set_content(env.get_template("rejected.txt.j2").render(context).strip() + "\n")
-    message.add_alternative(
-        env.get_template("rejected.html.j2").render(context).strip() + "\n", subtype="html"
-    )
-    return message
-
-
-def _address(addr_spec: str, display_name: str) -> Address:
-    try:
-        return Address(display_name=display_name, addr_spec=addr_spec.strip())
-    except (ValueError, IndexError, HeaderParseError) as exc:
-        raise PermanentError(f"cannot reply to address {addr_spec!r}: {exc}") from exc
 
 
 def resend(svc: Services, ref: str, *, actor: str) -> ActionResult:

@@ -31,10 +31,11 @@ from processor.compose import (
     templates_dir,
     thread_references,
 )
-from processor.config import CommitteeConfig
+from processor.config import CommitteeConfig, load_config
 from processor.errors import PermanentError
 from processor.models import Decision, InboundEmail, Meeting, Mode, ReplyKind
 from processor.plan import reply_item
+from processor.review import compose_rejection
 
 LONDON = ZoneInfo("Europe/London")
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=LONDON)
@@ -63,6 +64,9 @@ JANUARY = replace(
     end=datetime(2027, 1, 14, 20, 0, tzinfo=LONDON),
 )
 HOSTILE = "<script>alert(1)</script> {{ 7*7 }} {% if true %}evaluated{% endif %}"
+
+
+REPO = Path(__file__).resolve().parents[1]
 
 
 def _inbound(**changes: object) -> InboundEmail:
@@ -665,3 +669,25 @@ def test_it_queues_the_composed_bytes_under_the_message_id() -> None:
 
     message = reply.message()  # a message built elsewhere still goes through
     assert reply_item(message, "x@example.org").idempotency_key == f"reply:{reply.message_id}"
+
+
+@pytest.mark.parametrize(
+    ("subject", "name"),
+    [
+        ("=?utf-8?q?Hi=0D=0ABcc:_victim@example.net?=", "Jo"),
+        ("Hi", "=?utf-8?q?Eve=0D=0ABcc:_victim@example.net?="),
+    ],
+)
+def test_a_staff_rejection_lets_no_header_in_either(subject: str, name: str) -> None:
+    config = load_config(REPO / "config.example.toml")
+    email = _inbound(subject=subject, display_name=name)
+    row = {"meeting_id": "cdc-2026-12-10", "name": None}
+
+    composed = compose_rejection(config, email, row, "Bins are on 0300 123 4567.", NOW)
+
+    assert not re.search(rb"^(Bcc|Cc):", composed.payload, re.MULTILINE | re.IGNORECASE)
+    parsed = message_from_bytes(composed.payload, policy=default)
+    assert parsed["Subject"] == reply_subject(subject, "")
+    assert parsed["In-Reply-To"] == "<request-1@example.org>"
+    assert parsed["Auto-Submitted"] == "auto-replied"
+    assert "Bins are on 0300 123 4567." in _text(parsed)
