@@ -207,7 +207,10 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "ca_file": _k("path", None, "Extra CA certificate (PEM) to trust."),
         "timeout": _k("float", 30.0, "Socket timeout in seconds."),
         "server_files_sent": _k(
-            "bool", False, "The server files each sent message in Sent (Exchange Online does)."
+            "bool",
+            False,
+            "The server files each sent message in Sent (Exchange Online does); replies then "
+            "go out while the worker is still deciding.",
         ),
     },
     "graph": {

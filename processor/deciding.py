@@ -173,7 +173,8 @@ def understand_one(
             if not classification.automated:
                 request = understand(email, config.meetings, config.committee.timezone, svc.clock())
     except Exception as exc:  # one message must never stop the ones behind it
-        return _failed(stored, email, exc)
+        reason, detail = _failure(stored, exc)
+        return Understood(stored, email, referral=(reason, "pipeline.error"), error=detail)
     return Understood(stored, email, classification, request)
 
 
@@ -183,9 +184,9 @@ def decide_and_enqueue(svc: Services, understood: Understood) -> str:
     Any failure refers it to staff. Returns where the message is to be filed:
     "processed" or "review"."""
     email = understood.email
-    if understood.referral is not None or understood.classification is None:
-        reason, rule = understood.referral or ("", "")
-        return refer(svc, email, reason, rule, error=understood.error)
+    if understood.referral is not None:
+        return refer(svc, email, *understood.referral, error=understood.error)
+    assert understood.classification is not None  # set whenever there is no referral
     try:
         request = understood.request
         original = thread_original(svc, email) if request is not None else None
@@ -213,18 +214,17 @@ def decide_and_enqueue(svc: Services, understood: Understood) -> str:
         )
         svc.store.commit_decision(record)
     except Exception as exc:  # one message must never stop the ones behind it
-        failed = _failed(understood.stored, email, exc)
-        assert failed.referral is not None
-        return refer(svc, email, *failed.referral, error=failed.error)
+        reason, detail = _failure(understood.stored, exc)
+        return refer(svc, email, reason, "pipeline.error", error=detail)
     faults.point("after_decision")
     return record.destination
 
 
-def _failed(stored: StoredMessage, email: InboundEmail, exc: Exception) -> Understood:
+def _failure(stored: StoredMessage, exc: Exception) -> tuple[str, str]:
+    """Log the failure; the reason staff read and the error's one-line detail."""
     log.exception("could not handle %s", stored.message_id)
     detail = "".join(traceback.format_exception_only(exc)).strip()
-    reason = f"The message could not be handled automatically ({detail})."
-    return Understood(stored, email, referral=(reason, "pipeline.error"), error=detail)
+    return f"The message could not be handled automatically ({detail}).", detail
 
 
 def thread_original(svc: Services, email: InboundEmail) -> Request | None:

@@ -19,7 +19,8 @@ import logging
 import queue
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -122,12 +123,20 @@ class RepliesAlongside:
     def _send_here(self) -> None:
         """Plain SMTP: send from this thread, the only one wanting the interpreter but
         for the filing thread's moments, so each 250 is journalled at once."""
-        session = ReplySession(self._svc, self._report, file_copies=self._copies.put)
         try:
-            session.send_due()
+            with self._session(self._svc) as session:
+                session.send_due()
         except BaseException as exc:
             self._errors.append(exc)  # so the filing thread keeps the journal
             raise
+
+    @contextmanager
+    def _session(self, svc: Services) -> Iterator[ReplySession]:
+        """A sending session whose groups go to the filing thread, which alone may mark
+        the journal spent (once everything this session wrote in it is done)."""
+        session = ReplySession(svc, self._report, file_copies=self._copies.put)
+        try:
+            yield session
         finally:
             self._settled = session.settled
             session.close(done=False)
@@ -149,8 +158,7 @@ class RepliesAlongside:
         return run
 
     def _send(self, svc: Services) -> None:
-        session = ReplySession(svc, self._report, file_copies=self._copies.put)
-        try:
+        with self._session(svc) as session:
             while True:
                 self._wake.wait()
                 self._wake.clear()
@@ -158,9 +166,6 @@ class RepliesAlongside:
                 session.send_due()
                 if last:
                     return
-        finally:
-            self._settled = session.settled
-            session.close(done=False)  # the filing thread may still be at work
 
     def _file(self, svc: Services) -> None:
         while (items := self._copies.get()) is not None:

@@ -249,15 +249,13 @@ class Store:
         ).fetchone()
         return None if row is None else self.message(row["message_id"])
 
-    def count_attempt(self, message_id: str, error: str | None = None) -> int:
+    def count_attempt(self, message_id: str) -> int:
+        """One more start at handling the message; the number of starts so far."""
         with self.statement() as db:
-            db.execute(
-                "UPDATE messages SET attempts = attempts + 1, error = COALESCE(?, error) "
-                "WHERE message_id = ?",
-                (error, message_id),
-            )
             row = db.execute(
-                "SELECT attempts FROM messages WHERE message_id = ?", (message_id,)
+                "UPDATE messages SET attempts = attempts + 1 WHERE message_id = ? "
+                "RETURNING attempts",
+                (message_id,),
             ).fetchone()
         return int(row["attempts"]) if row else 0
 
