@@ -13,7 +13,6 @@ import json
 import os
 import socket
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -26,17 +25,29 @@ from processor.ports import EventRef
 from processor.records import DecisionRecord, NewOutboxItem, OutboxItem, StoredMessage
 from processor.schema import MIGRATIONS
 
-# One writer at a time per database file among this process's threads (the worker's
-# and its reply threads, see sender.py), queued here rather than in SQLite: a thread
-# SQLite makes wait polls with sleeps of up to 25 ms, and a thread that writes again
-# straight after its commit can keep it waiting like that for good.
-_writer_locks: dict[Path, threading.Lock] = {}
-_writer_locks_guard = threading.Lock()
 
+class WriterLock:
+    """One writer at a time per database file, among threads and processes alike (the
+    worker, its reply threads or reply process, the staff commands), queued here in the
+    kernel rather than in SQLite: SQLite makes a writer wait by polling, with sleeps of
+    up to 25 ms, and a writer that writes again straight after its commit can keep
+    another waiting like that for good. An flock on a file beside the database: each
+    Store opens its own, so its threads exclude each other too, and the kernel drops it
+    when a holder dies.
+    """
 
-def _writer_lock(path: Path) -> threading.Lock:
-    with _writer_locks_guard:
-        return _writer_locks.setdefault(path.resolve(), threading.Lock())
+    def __init__(self, store_path: Path) -> None:
+        path = store_path.with_name(store_path.name + ".writer")
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+
+    def __enter__(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_EX)
+
+    def __exit__(self, *exc: object) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        os.close(self._fd)
 
 
 def utcnow() -> datetime:
@@ -64,11 +75,12 @@ class Store:
         self.holder = f"{socket.gethostname()}:{os.getpid()}"
         self._lock_file: TextIO | None = None
         self._depth = 0  # open transaction() blocks: 0 none, 1 a transaction, more savepoints
-        self._writer = _writer_lock(path)
+        self._writer = WriterLock(path)
 
     def close(self) -> None:
         self.release_lock()
         self.db.close()
+        self._writer.close()
 
     def _migrate(self) -> None:
         version = self.db.execute("PRAGMA user_version").fetchone()[0]
