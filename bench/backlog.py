@@ -82,7 +82,7 @@ def main() -> None:
         profile(args.n, args.profile_out)
 
 
-# The worker's own account of the cycle (pipeline.CycleReport.log_summary).
+# The worker's own account of the cycle (services.CycleReport.log_summary).
 SUMMARY = re.compile(
     r"\((?P<deciding>[\d.]+) s deciding, (?P<finishing>[\d.]+) s more to finish sending, "
     r"(?P<filing>[\d.]+) s filing\)"

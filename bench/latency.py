@@ -32,7 +32,7 @@ from _servers import NOW, REPO, Servers, cli_command, cli_env, request, servers
 from processor.config import load_config
 from processor.pipeline import run_cycle
 from processor.push import start_push
-from processor.worker import build_services
+from processor.services import build_services
 
 REPLY_TIMEOUT = 30.0
 

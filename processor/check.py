@@ -35,7 +35,7 @@ def check_store(config: Config) -> str:
 
 
 def check_mailbox(config: Config) -> str:
-    from processor.worker import build_mailbox, outlook_tokens
+    from processor.services import build_mailbox, outlook_tokens
 
     mailbox = build_mailbox(config, outlook_tokens(config))
     try:
@@ -47,7 +47,7 @@ def check_mailbox(config: Config) -> str:
 
 
 def check_transport(config: Config) -> str:
-    from processor.worker import build_transport, outlook_tokens
+    from processor.services import build_transport, outlook_tokens
 
     transport = build_transport(config, outlook_tokens(config))
     with transport.connect():

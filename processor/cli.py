@@ -113,10 +113,11 @@ def dispatch_command(args: argparse.Namespace, config: Config) -> int:
 
 
 def command_run(config: Config, once: bool, now: datetime | None = None) -> int:
-    from processor.worker import build_services, run_forever, run_once
+    from processor.services import FixedClock, build_services
+    from processor.worker import run_forever, run_once
 
     fixed = now.astimezone() if now is not None and now.tzinfo is None else now
-    svc = build_services(config, clock=(lambda: fixed) if fixed is not None else None)
+    svc = build_services(config, clock=FixedClock(fixed) if fixed is not None else None)
     if not once:
         run_forever(svc)
         return 0

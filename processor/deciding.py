@@ -38,8 +38,9 @@ from processor.timelimit import time_limit
 from processor.understand import merge_requests, understand
 
 if TYPE_CHECKING:
-    from processor.pipeline import CycleReport, Fetched, Services
+    from processor.pipeline import Fetched
     from processor.sender import RepliesAlongside
+    from processor.services import CycleReport, Services
 
 log = logging.getLogger(__name__)
 

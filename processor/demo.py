@@ -16,7 +16,8 @@ from pathlib import Path
 
 from processor import stafflog
 from processor.config import load_config
-from processor.worker import build_services, run_once
+from processor.services import build_services
+from processor.worker import run_once
 
 DEMO_NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 MARKER = ".attendance-processor-demo"

@@ -19,7 +19,7 @@ from processor.records import NewOutboxItem
 from processor.store import Store
 
 if TYPE_CHECKING:
-    from processor.pipeline import Services
+    from processor.services import Services
 
 PERIOD = timedelta(hours=24)
 
@@ -69,7 +69,7 @@ def build_digest(
 
 def send_digest(config: Config, message: EmailMessage) -> None:
     """Through the configured transport, on its own connection."""
-    from processor.worker import build_transport, outlook_tokens  # worker imports the pipeline
+    from processor.services import build_transport, outlook_tokens
 
     transport = build_transport(config, outlook_tokens(config))
     with transport.connect() as connection:

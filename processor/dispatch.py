@@ -27,7 +27,7 @@ from processor.ports import Attendee, Connection, EventRef, KeepsSentCopies
 from processor.records import OutboxItem
 
 if TYPE_CHECKING:
-    from processor.pipeline import CycleReport, Services
+    from processor.services import CycleReport, Services
 
 log = logging.getLogger(__name__)
 

@@ -21,75 +21,24 @@ it go on.
 from __future__ import annotations
 
 import logging
-import threading
 import time
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 
 from processor import faults
-from processor.config import Config
 from processor.deciding import handle_chunk
 from processor.digest import enqueue_daily_digest
 from processor.dispatch import dispatch_calendar
-from processor.ports import Calendar, Mailbox, MessageRef, ReadsTextParts, Transport
+from processor.ports import MessageRef, ReadsTextParts
 from processor.records import StoredMessage
 from processor.reminders import enqueue_reminders
 from processor.sender import RepliesAlongside
-from processor.store import Store
+from processor.services import CycleReport, Services
 
 log = logging.getLogger(__name__)
 
 # A chunk holds at most this many bytes of mail (and `mailbox.fetch_chunk` messages).
 CHUNK_BYTES = 8_000_000
-
-
-@dataclass
-class Services:
-    """The outside systems and settings one cycle works with, passed explicitly."""
-
-    config: Config
-    store: Store
-    mailbox: Mailbox
-    transport: Transport
-    calendar: Calendar | None
-    clock: Callable[[], datetime]
-    stop: threading.Event = field(default_factory=threading.Event)
-    # A second mailbox session and transport, for the thread that sends replies while
-    # the cycle decides (sender.py); None sends them after deciding, in this thread.
-    reopen: Callable[[], tuple[Mailbox, Transport]] | None = None
-
-
-@dataclass
-class CycleReport:
-    seen: int = 0
-    decided: int = 0
-    filed: int = 0
-    replies_sent: int = 0
-    calendar_changes: int = 0
-    reminders: int = 0
-    errors: list[str] = field(default_factory=list)
-    # Where the time went: deciding (replies going out alongside), then the replies
-    # and Teams updates still to finish, then filing.
-    seconds_deciding: float = 0.0
-    seconds_finishing: float = 0.0
-    seconds_filing: float = 0.0
-
-    def log_summary(self, logger: logging.Logger) -> None:
-        logger.info(
-            "cycle: %d seen, %d decided, %d replies sent, %d Teams changes, %d filed "
-            "(%.2f s deciding, %.2f s more to finish sending, %.2f s filing)",
-            self.seen,
-            self.decided,
-            self.replies_sent,
-            self.calendar_changes,
-            self.filed,
-            self.seconds_deciding,
-            self.seconds_finishing,
-            self.seconds_filing,
-        )
-        for error in self.errors:
-            logger.warning("%s", error)
 
 
 def run_cycle(svc: Services) -> CycleReport:

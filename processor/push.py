@@ -139,7 +139,7 @@ def start_push(
     if not (config.mailbox.idle and config.mailbox.kind == "imap"):
         return None
     if tokens is None and config.mailbox.auth == "oauth2":
-        from processor.worker import outlook_tokens
+        from processor.services import outlook_tokens
 
         tokens = outlook_tokens(config)
 

@@ -14,7 +14,7 @@ from processor.plan import build_reply, reply_item
 from processor.reading import read_message
 
 if TYPE_CHECKING:
-    from processor.pipeline import Services
+    from processor.services import Services
 
 
 def due_meetings(svc: Services, now: datetime) -> list[str]:

@@ -33,10 +33,10 @@ from processor.config import Config
 from processor.dispatch import dispatch
 from processor.errors import LockHeldError, PermanentError
 from processor.models import Decision, InboundEmail, Meeting, Mode, Request, request_from_json
-from processor.pipeline import CycleReport, Services
 from processor.plan import build_reply, calendar_items, decision_record, reply_item
 from processor.reading import read_message
 from processor.records import NewOutboxItem
+from processor.services import CycleReport, Services
 from processor.store import Store
 
 log = logging.getLogger(__name__)

@@ -32,7 +32,7 @@ from processor.records import OutboxItem
 from processor.store import Store
 
 if TYPE_CHECKING:
-    from processor.pipeline import CycleReport, Services
+    from processor.services import CycleReport, Services
 
 log = logging.getLogger(__name__)
 

@@ -140,7 +140,7 @@ def command_report(args: argparse.Namespace, config: Config) -> int:
 
 def command_review(args: argparse.Namespace, config: Config) -> int:
     from processor import review
-    from processor.worker import build_services
+    from processor.services import build_services
 
     action = "retry" if args.command == "retry" else args.review_action
     if action == "list":

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from processor.config import parse_config
 from processor.models import OUTCOMES
 from processor.pipeline import run_cycle
-from processor.worker import build_services
+from processor.services import build_services
 
 NOW = datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
 HEADER_NAMES = st.sampled_from(

@@ -12,7 +12,7 @@ from processor.config import load_config
 from processor.errors import TransientError
 from processor.pipeline import run_cycle
 from processor.ports import MessageRef
-from processor.worker import build_services
+from processor.services import build_services
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
 from tests.support import NOW, request, staff_log, write_config

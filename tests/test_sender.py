@@ -13,10 +13,10 @@ import pytest
 from processor.config import load_config
 from processor.dispatch import ReplySession, file_sent_copies
 from processor.journal import SentJournal
-from processor.pipeline import CycleReport, run_cycle
+from processor.pipeline import run_cycle
 from processor.records import OutboxItem
 from processor.sender import RepliesAlongside
-from processor.worker import build_services
+from processor.services import CycleReport, build_services
 from tests.crashkit import scenario_config
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
