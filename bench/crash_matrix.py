@@ -5,12 +5,12 @@
 For each named fault point it runs `--trials` scenarios (each a fresh Dovecot,
 aiosmtpd and Graph fake with `--count` requests) against plain SMTP, killing the
 worker at the 1st, 2nd, 3rd... pass of the point until it gets through, then one
-clean run; `--random` scenarios kill it at random moments instead, once against an
-SMTP server that files its own Sent copy (as Exchange Online does) and once against
-plain SMTP. Prints, per row: trials, kills, duplicate replies, duplicate invites,
-lost requests (target: 0, 0, 0). Against plain SMTP a kill from the deciding thread
-can land while the reply thread holds a 250 it has not yet journalled (README,
-"Exactly once"): those rows measure that window.
+clean run: once with the replies sent after deciding (a small cycle's way) and once
+from the reply process (a backlog's way, `worker.reply_process_from = 1`). `--random`
+scenarios kill it at random moments instead: against an SMTP server that files its
+own Sent copy (as Exchange Online does, replies from a thread), and against plain
+SMTP both ways. Prints, per row: trials, kills, duplicate replies, duplicate
+invites, lost requests, missing replies (target: all 0).
 """
 
 from __future__ import annotations
@@ -35,20 +35,29 @@ ONCE_A_CYCLE = {"after_calendar", "before_move"}
 Scenario = Callable[[Path, Dovecot, SmtpServer, GraphFake, int], Tally]
 
 
-def at_point(point: str, count: int) -> Scenario:
+def at_point(point: str, count: int, reply_process: bool) -> Scenario:
     """Kill at `point`: the first pass for once-a-cycle points, else pass 2, 3, ... by trial."""
 
     def scenario(d: Path, i: Dovecot, o: SmtpServer, g: GraphFake, trial: int) -> Tally:
         nth = 1 if point in ONCE_A_CYCLE else 2 + trial
-        return named_point_scenario(d, i, o, g, point, nth=nth, count=count)
+        return named_point_scenario(
+            d, i, o, g, point, nth=nth, count=count, reply_process=reply_process
+        )
 
     return scenario
 
 
-def at_random(count: int, server_files_sent: bool) -> Scenario:
+def at_random(count: int, server_files_sent: bool, reply_process: bool = False) -> Scenario:
     def scenario(d: Path, i: Dovecot, o: SmtpServer, g: GraphFake, trial: int) -> Tally:
         return random_kill_scenario(
-            d, i, o, g, seed=trial, count=count, server_files_sent=server_files_sent
+            d,
+            i,
+            o,
+            g,
+            seed=trial,
+            count=count,
+            server_files_sent=server_files_sent,
+            reply_process=reply_process,
         )
 
     return scenario
@@ -71,16 +80,16 @@ def main() -> int:
     args = parser.parse_args()
 
     rows: list[tuple[str, Scenario, int]] = [
-        (point, at_point(point, args.count), args.trials)
+        (f"{point}{suffix}", at_point(point, args.count, reply_process), args.trials)
+        for reply_process, suffix in ((False, ""), (True, ", process"))
         for point in POINTS
         if point != "understand"
     ]
-    # Random kills twice: with a server that files Sent copies itself (Exchange Online)
-    # and with plain SMTP, where the worker journals the 250 and files the copy later.
     rows.append(("random, Exchange", at_random(args.count, True), args.random))
-    rows.append(("random, plain SMTP", at_random(args.count, False), args.random))
+    rows.append(("random, plain", at_random(args.count, False), args.random))
+    rows.append(("random, process", at_random(args.count, False, True), args.random))
     header = (
-        f"{'fault point':<18} {'trials':>6} {'kills':>6} {'dup replies':>12} "
+        f"{'fault point':<24} {'trials':>6} {'kills':>6} {'dup replies':>12} "
         f"{'dup invites':>12} {'lost':>5} {'missing replies':>16}"
     )
     print(header)
@@ -98,13 +107,13 @@ def main() -> int:
         totals = [t + f for t, f in zip(totals, figures, strict=True)]
         kills = sum(r.kills for r in results)
         print(
-            f"{name:<18} {trials:>6} {kills:>6} {figures[0]:>12} {figures[1]:>12} "
+            f"{name:<24} {trials:>6} {kills:>6} {figures[0]:>12} {figures[1]:>12} "
             f"{figures[2]:>5} {figures[3]:>16}",
             flush=True,
         )
     print("-" * len(header))
     print(
-        f"{'total':<18} {'':>6} {'':>6} {totals[0]:>12} {totals[1]:>12} {totals[2]:>5} "
+        f"{'total':<24} {'':>6} {'':>6} {totals[0]:>12} {totals[1]:>12} {totals[2]:>5} "
         f"{totals[3]:>16}"
     )
     print(f"({time.monotonic() - started:.0f} s)")

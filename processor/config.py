@@ -133,6 +133,7 @@ class WorkerConfig:
     reminder_hours: float
     digest_time: time | None = None
     digest_to: str = ""
+    reply_process_from: int = 100
 
 
 @dataclass(frozen=True)
@@ -261,6 +262,12 @@ SCHEMA: dict[str, dict[str, Key]] = {
         "reminder_hours": _k("float", 24.0, "Remind confirmed residents this long before; 0: off."),
         "digest_time": _k("str", "", 'Send staff the daily digest at this local time ("08:00").'),
         "digest_to": _k("str", "", "Where the digest goes (default: committee.contact)."),
+        "reply_process_from": _k(
+            "int",
+            100,
+            "Plain SMTP: a cycle of at least this many messages sends replies from a "
+            "second process while it decides; 0: never.",
+        ),
     },
 }
 
@@ -508,6 +515,7 @@ def parse_config(data: Mapping[str, Any], source: Path | None = None) -> Config:
             reminder_hours=wk["reminder_hours"],
             digest_time=_clock_time("worker.digest_time", wk["digest_time"]),
             digest_to=wk["digest_to"],
+            reply_process_from=wk["reply_process_from"],
         ),
     )
 

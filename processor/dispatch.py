@@ -173,7 +173,7 @@ class ReplySession:
         self._stack = ExitStack()
 
     def send_due(self) -> None:
-        if self.halted:
+        if self.halted or self.svc.stop.is_set():
             return
         if not self.settled:  # what a crashed session's journal says was accepted
             self.svc.store.settle_sent(self.journal.pending())
@@ -204,6 +204,10 @@ class ReplySession:
         svc.store.claim([item.id for item in group if item.state == "pending"])
         accepted: list[OutboxItem] = []
         for position, item in enumerate(group):
+            if svc.stop.is_set():  # told to stop, or the worker died: no more new sends
+                svc.store.unclaim([i.id for i in group[position:] if i.state == "pending"])
+                self._file_copies(accepted)
+                return False
             if item.state == "sent":
                 accepted.append(item)
                 continue

@@ -6,6 +6,9 @@ raises there for subjects (Message-IDs) containing <text>, `die:<text>` SIGKILLs
 there for them (a message that crashes the worker every time), and `hang:<text>`
 sleeps there for an hour. Unset in production,
 each point costs one dict lookup.
+
+A kill is the worker's death: in the reply process (reply_process.py) it takes the
+worker down first, as a crash of the machine or the service would.
 """
 
 from __future__ import annotations
@@ -29,10 +32,23 @@ _FAULTS: dict[str, str] = dict(
     item.split("=", 1) for item in os.environ.get("PROCESSOR_FAULTS", "").split(",") if "=" in item
 )
 _passes: Counter[str] = Counter()
+_worker: int | None = None  # set in the reply process: the worker it sends for
 
 
 class InjectedFault(RuntimeError):
     """Raised at a fault point configured with `raise`."""
+
+
+def serve(worker: int) -> None:
+    """This process works for `worker`: a kill here kills it too."""
+    global _worker
+    _worker = worker
+
+
+def _kill() -> None:
+    if _worker is not None:
+        os.kill(_worker, signal.SIGKILL)
+    os.kill(os.getpid(), signal.SIGKILL)
 
 
 def point(name: str, subject: str = "") -> None:
@@ -44,9 +60,9 @@ def point(name: str, subject: str = "") -> None:
     if verb == "kill":
         _passes[name] += 1
         if _passes[name] >= int(argument or 1):
-            os.kill(os.getpid(), signal.SIGKILL)
+            _kill()
     elif verb == "die" and argument in subject:
-        os.kill(os.getpid(), signal.SIGKILL)
+        _kill()
     elif verb == "raise" and argument in subject:
         raise InjectedFault(f"fault injected at {name}")
     elif verb == "hang" and argument in subject:

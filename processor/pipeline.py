@@ -9,8 +9,8 @@
     6. decide     the outcome, from the request and what the store knows
     7. enqueue    the decision, registration, reply and Teams change in one transaction
     8. remind     queue reminders due (once each) and the staff's daily digest (once a day)
-    9. dispatch   replies go out from a thread as each batch of decisions commits
-                  (sender.py); then one Teams update per meeting (dispatch.py)
+    9. dispatch   replies go out as each batch of decisions commits (sender.py);
+                  then one Teams update per meeting (dispatch.py)
    10. file       move each decided message to Processed or Review
 
 Steps 3 to 7 are deciding.py's, a fetch chunk at a time. A failure there is caught
@@ -39,12 +39,15 @@ log = logging.getLogger(__name__)
 
 # A chunk holds at most this many bytes of mail (and `mailbox.fetch_chunk` messages).
 CHUNK_BYTES = 8_000_000
+# How long a cycle waits for the store lock: a worker killed a moment ago may leave its
+# reply process finishing the reply in hand, holding the lock (reply_process.py).
+LOCK_WAIT = 5.0  # seconds
 
 
 def run_cycle(svc: Services) -> CycleReport:
     """One full cycle over every message now in the folder, then dispatch and filing."""
     report = CycleReport()
-    svc.store.acquire_lock()
+    svc.store.acquire_lock(wait=LOCK_WAIT)
     try:
         token, refs = take_inventory(svc)
         report.seen = len(refs)

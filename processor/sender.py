@@ -1,16 +1,20 @@
-"""Replies go out while the cycle is still deciding: threads of their own.
+"""Replies go out while the cycle is still deciding: threads, or a process, of their own.
 
-The main thread commits a batch of decisions and pokes; the sending thread sends
-whatever is due by then over the cycle's one SMTP connection and waits for the next
-poke. Each group it sends goes to a filing thread, which files the Sent copies (one
-MULTIAPPEND) and marks the rows done. Deciding is CPU, sending waits on the SMTP
-server and filing on the IMAP server, so the three overlap instead of adding up
-(bench/backlog.py).
+The main thread commits a batch of decisions and pokes; the sender sends whatever is
+due by then over the cycle's one SMTP connection and waits for the next poke. Each
+group it sends goes to a filing thread, which files the Sent copies (one MULTIAPPEND)
+and marks the rows done. Deciding is CPU, sending waits on the SMTP server and filing
+on the IMAP server, so the three overlap instead of adding up (bench/backlog.py).
 
 Each thread has its own SQLite connection and mailbox session: none of these may be
 shared between threads. The sender only ever sees committed decisions, and every send
 follows the outbox protocol of `ReplySession`, so a crash anywhere leaves nothing the
 next cycle cannot settle: a reply the server took is in the sent journal at once.
+
+With plain SMTP that journal line is the only record of a 250, and a sending thread
+beside the deciding one may wait for the interpreter lock before it can write it, so
+there a large cycle sends from a process of its own (reply_process.py) and a small
+one sends after deciding.
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from processor.dispatch import ReplySession, dispatch_replies, file_sent_copies
 from processor.journal import SentJournal
 from processor.ports import KeepsSentCopies
 from processor.records import OutboxItem
+from processor.reply_process import ReplyProcess
 from processor.store import Store
 
 if TYPE_CHECKING:
@@ -44,14 +49,14 @@ SWITCH_INTERVAL = 0.00002  # seconds
 
 
 def overlap_is_safe(svc: Services) -> bool:
-    """Whether replies may go out while the cycle decides: when a reply in doubt after a
-    crash is settled exactly, because the server files the Sent copy before it answers
-    (Graph, Exchange Online's SMTP with `smtp.server_files_sent`, the file transport).
+    """Whether a sending thread may run beside the deciding one: when a reply in doubt
+    after a crash is settled exactly, because the server files the Sent copy before it
+    answers (Graph, Exchange Online's SMTP with `smtp.server_files_sent`, the file
+    transport).
 
     With plain SMTP the only record of a 250 is our journal line, and a thread must get
     back to Python to write it; alongside a busy deciding thread that takes long enough
-    for a kill to land in between (bench/crash_matrix.py saw it). Sent after deciding,
-    the line follows the 250 within microseconds.
+    for a kill to land in between (bench/crash_matrix.py saw it).
     """
     return isinstance(svc.transport, KeepsSentCopies) or svc.config.smtp.server_files_sent
 
@@ -60,14 +65,20 @@ class RepliesAlongside:
     """`with RepliesAlongside(svc, report) as replies:` ... `replies.poke()` per commit.
 
     Leaving the block sends what is still due (reminders and the digest included) and
-    waits for the threads. Where the overlap is not safe (`overlap_is_safe`), replies
-    are sent in the leaving, from this thread, with only the filing on a thread of its
-    own. Without `svc.reopen` (no second set of adapters) there are no threads at all.
+    waits for the senders. How the replies go out:
+
+    - where `overlap_is_safe` (or `threads`), from a sending thread as decisions commit;
+    - plain SMTP, a cycle of `worker.reply_process_from` messages or more: from a
+      reply process as decisions commit;
+    - plain SMTP, a smaller cycle: in the leaving, from this thread, so each 250 is
+      journalled at once; only the filing is on a thread of its own;
+    - without `svc.reopen` (no second set of adapters): in the leaving, no threads.
     """
 
-    def __init__(self, svc: Services, report: CycleReport) -> None:
+    def __init__(self, svc: Services, report: CycleReport, *, threads: bool = False) -> None:
         self._svc = svc
         self._report = report
+        self._threads = threads or overlap_is_safe(svc)
         self._wake = threading.Event()
         self._closing = threading.Event()
         self._copies: queue.SimpleQueue[list[OutboxItem] | None] = queue.SimpleQueue()
@@ -75,17 +86,23 @@ class RepliesAlongside:
         self._settled = False  # a sending session read the old journal into the store
         self._sending: threading.Thread | None = None
         self._filing: threading.Thread | None = None
+        self._process: ReplyProcess | None = None
         self._interval = sys.getswitchinterval()
 
     def __enter__(self) -> RepliesAlongside:
-        if self._svc.reopen is None:
+        svc = self._svc
+        if svc.reopen is None or svc.stop.is_set():
+            return self
+        threshold = svc.config.worker.reply_process_from
+        if not self._threads and 0 < threshold <= self._report.seen:
+            self._process = ReplyProcess(svc)
             return self
         sys.setswitchinterval(SWITCH_INTERVAL)
         self._filing = threading.Thread(
             target=self._guarded(self._file), name="filing", daemon=True
         )
         self._filing.start()
-        if overlap_is_safe(self._svc):
+        if self._threads:
             self._sending = threading.Thread(
                 target=self._guarded(self._send), name="replies", daemon=True
             )
@@ -94,6 +111,8 @@ class RepliesAlongside:
 
     def poke(self) -> None:
         """Decisions were committed: send what they made due."""
+        if self._process is not None:
+            self._process.poke()
         self._wake.set()
 
     def __exit__(
@@ -102,8 +121,12 @@ class RepliesAlongside:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
+        send_rest = exc_type is None and not self._svc.stop.is_set()
+        if self._process is not None:
+            self._process.finish(self._report, send_rest=send_rest)
+            return
         if self._filing is None:
-            if exc_type is None and not self._svc.stop.is_set():
+            if send_rest:
                 dispatch_replies(self._svc, self._report)
             return
         try:
@@ -111,7 +134,7 @@ class RepliesAlongside:
                 self._closing.set()
                 self._wake.set()
                 self._sending.join()
-            elif exc_type is None and not self._svc.stop.is_set():
+            elif send_rest:
                 self._send_here()
         finally:
             self._copies.put(None)  # after the last group queued
@@ -121,8 +144,9 @@ class RepliesAlongside:
             raise self._errors[0]
 
     def _send_here(self) -> None:
-        """Plain SMTP: send from this thread, the only one wanting the interpreter but
-        for the filing thread's moments, so each 250 is journalled at once."""
+        """Plain SMTP, a small cycle: send from this thread, the only one wanting the
+        interpreter but for the filing thread's moments, so each 250 is journalled at
+        once."""
         try:
             with self._session(self._svc) as session:
                 session.send_due()

@@ -13,6 +13,7 @@ import json
 import os
 import socket
 import sqlite3
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -141,27 +142,39 @@ class Store:
 
     # --- the worker lock -------------------------------------------------------------
 
-    def acquire_lock(self) -> None:
-        """Take the processing lock or raise LockHeldError.
+    def acquire_lock(self, wait: float = 0.0) -> None:
+        """Take the processing lock or raise LockHeldError, trying for `wait` seconds.
 
         An flock on a file beside the database: the kernel drops it when the holder
-        dies, so a worker killed mid-cycle never leaves the store locked.
+        dies, so a worker killed mid-cycle never leaves the store locked. Its reply
+        process shares it (reply_process.py), so a worker that has just died holds it
+        until that process has finished the reply in hand: a second or so at most.
         """
         if self._lock_file is not None:
             return
         handle = open(self.path.with_name(self.path.name + ".lock"), "a+")  # noqa: SIM115
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = handle.read().strip() or "another worker"
-            handle.close()
-            raise LockHeldError(f"the store is locked by {holder}") from None
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() < deadline:
+                    time.sleep(0.05)
+                    continue
+                handle.seek(0)
+                holder = handle.read().strip() or "another worker"
+                handle.close()
+                raise LockHeldError(f"the store is locked by {holder}") from None
         handle.seek(0)
         handle.truncate()
         handle.write(f"worker {self.holder}\n")
         handle.flush()
         self._lock_file = handle
+
+    def lock_fileno(self) -> int | None:
+        """The held lock's file descriptor, for a process that must hold it too."""
+        return None if self._lock_file is None else self._lock_file.fileno()
 
     def release_lock(self) -> None:
         if self._lock_file is not None:

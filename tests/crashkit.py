@@ -126,14 +126,21 @@ def scenario_config(
     smtpd: SmtpServer,
     graph: GraphFake | None,
     server_files_sent: bool,
+    reply_process: bool = False,
 ) -> Path:
     """The worker's config; with `server_files_sent` the SMTP server files the Sent copy
-    itself before it answers 250, as Exchange Online does for SMTP AUTH submissions."""
+    itself before it answers 250, as Exchange Online does for SMTP AUTH submissions;
+    with `reply_process`, plain SMTP's replies go out from the reply process whatever
+    the size of the cycle (worker.reply_process_from = 1)."""
     config = write_config(tmp_path, dovecot, smtpd, graph)
     if server_files_sent:
         smtpd.file_sent_copy = lambda raw: dovecot.append("Sent", raw)
         config.write_text(
             config.read_text().replace("[smtp]\n", "[smtp]\nserver_files_sent = true\n")
+        )
+    if reply_process:
+        config.write_text(
+            config.read_text().replace("[worker]\n", "[worker]\nreply_process_from = 1\n")
         )
     return config
 
@@ -147,9 +154,10 @@ def named_point_scenario(
     nth: int,
     count: int = 10,
     server_files_sent: bool = False,
+    reply_process: bool = False,
 ) -> Tally:
     senders = load_mailbox(dovecot, count)
-    config = scenario_config(tmp_path, dovecot, smtpd, graph, server_files_sent)
+    config = scenario_config(tmp_path, dovecot, smtpd, graph, server_files_sent, reply_process)
     kills = 0
     # Kill at the point again and again (each run gets further), then run clean.
     for _ in range(count + 2):
@@ -169,9 +177,10 @@ def random_kill_scenario(
     count: int = 10,
     runs: int = 6,
     server_files_sent: bool = False,
+    reply_process: bool = False,
 ) -> Tally:
     senders = load_mailbox(dovecot, count)
-    config = scenario_config(tmp_path, dovecot, smtpd, graph, server_files_sent)
+    config = scenario_config(tmp_path, dovecot, smtpd, graph, server_files_sent, reply_process)
     rng = random.Random(seed)
     # A clean cycle of ten requests takes about a second: most runs die part-way.
     kills = sum(run_killed_randomly(config, rng, max_delay=1.2) for _ in range(runs))

@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import subprocess
+import threading
 from pathlib import Path
 
 import pytest
 
+from processor.errors import LockHeldError
 from processor.faults import POINTS
+from processor.store import Store
 from tests.crashkit import Tally, named_point_scenario, random_kill_scenario, scenario_config
 from tests.graphfake import GraphFake
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
-from tests.support import NOW, request, run_cli, staff_log, write_config
+from tests.support import (
+    NOW,
+    cli_command,
+    cli_env,
+    request,
+    run_cli,
+    staff_log,
+    write_config,
+)
 
 # Where to die: the second pass (mid-batch) of each per-message point; the calendar
 # PATCH and the move happen once a cycle, so there the first pass is the only one.
@@ -34,18 +46,115 @@ def test_it_gives_one_reply_and_one_invite_after_a_kill_at(
     assert result == Tally(0, 0, 0, 0, result.kills)
 
 
-# Random kills against a server that files its own Sent copy (Exchange Online's way):
-# with plain SMTP a kill between the server's 250 and our APPEND to Sent can send one
-# reply twice, which bench/crash_matrix.py measures in a row of its own.
+@pytest.mark.slow
+@pytest.mark.parametrize(("point", "nth"), KILL_POINTS)
+def test_it_gives_one_reply_and_one_invite_after_a_kill_at_with_a_reply_process(
+    point: str,
+    nth: int,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    smtpd: SmtpServer,
+    graph_fake: GraphFake,
+) -> None:
+    # Plain SMTP, replies sent from the reply process while the worker decides: a kill
+    # of the worker must not cost a reply twice, nor a kill at a point the reply
+    # process passes (it takes the worker down with it).
+    result = named_point_scenario(
+        tmp_path, dovecot, smtpd, graph_fake, point, nth, reply_process=True
+    )
+    assert result.kills >= 1, f"the worker never reached {point}"
+    assert result == Tally(0, 0, 0, 0, result.kills)
+
+
+# Random kills where the record of a 250 cannot lag: a server that files its own Sent
+# copy (Exchange Online's way), and plain SMTP sent from the reply process, which
+# outlives the worker long enough to journal the reply in hand.
 @pytest.mark.slow
 @pytest.mark.parametrize("seed", [1, 2, 3])
+@pytest.mark.parametrize("sending", ["exchange", "reply-process"])
 def test_it_gives_one_reply_and_one_invite_after_random_kills(
-    seed: int, tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, graph_fake: GraphFake
+    sending: str,
+    seed: int,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    smtpd: SmtpServer,
+    graph_fake: GraphFake,
 ) -> None:
     result = random_kill_scenario(
-        tmp_path, dovecot, smtpd, graph_fake, seed, server_files_sent=True
+        tmp_path,
+        dovecot,
+        smtpd,
+        graph_fake,
+        seed,
+        server_files_sent=sending == "exchange",
+        reply_process=sending == "reply-process",
     )
     assert result == Tally(0, 0, 0, 0, result.kills)
+
+
+def test_a_killed_workers_reply_process_journals_the_reply_in_hand_and_sends_no_more(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    # The SMTP server holds the second reply's DATA until told; meanwhile the worker is
+    # killed. Its reply process has that reply in hand: it must see it through (the
+    # server takes it), journal it, send nothing more, and keep the store locked until
+    # it has exited, so that no new worker sends beside it.
+    for n in range(1, 7):
+        sender = f"Resident {n} <resident{n}@residents.example>"
+        dovecot.append("INBOX", request(n, sender, "Attending", "Online please, 10 December."))
+    config = scenario_config(tmp_path, dovecot, smtpd, None, False, reply_process=True)
+    in_hand, release = threading.Event(), threading.Event()
+
+    def hold_the_second(raw: bytes) -> None:  # runs before the server's 250
+        if len(smtpd.messages) == 2:
+            in_hand.set()
+            release.wait(20)
+
+    smtpd.file_sent_copy = hold_the_second
+    worker = subprocess.Popen(
+        cli_command(config, "run", "--once", "--now", NOW),
+        env=cli_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    assert in_hand.wait(30), "the second reply never reached the server"
+    worker.kill()
+    worker.wait(timeout=10)
+    store = Store(tmp_path / "store.sqlite3")
+    with pytest.raises(LockHeldError):
+        store.acquire_lock()  # the reply process still holds the worker's lock
+    release.set()
+    store.acquire_lock(wait=10)  # it finishes the reply in hand and exits
+    store.close()
+    assert len(smtpd.messages) == 2
+
+    smtpd.file_sent_copy = None
+    result = run_cli(config, "run", "--once", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+    recipients = sorted(m.rcpt_tos[0] for m in smtpd.messages)
+    assert recipients == sorted(f"resident{n}@residents.example" for n in range(1, 7))
+    assert len(dovecot.uids("Sent")) == 6
+
+
+def test_a_failed_reply_process_fails_the_cycle_and_the_next_sends_each_reply_once(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    for n in range(1, 4):
+        sender = f"Resident {n} <resident{n}@residents.example>"
+        dovecot.append("INBOX", request(n, sender, "Attending", "Online please, 10 December."))
+    config = scenario_config(tmp_path, dovecot, smtpd, None, False, reply_process=True)
+
+    failed = run_cli(config, "run", "--once", "--now", NOW, faults="after_send=raise:")
+    assert failed.returncode == 1
+    assert "the reply process failed: InjectedFault" in failed.stderr
+    assert len(smtpd.messages) == 1  # accepted, journalled, then the fault
+
+    result = run_cli(config, "run", "--once", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+    assert sorted(m.rcpt_tos[0] for m in smtpd.messages) == [
+        f"resident{n}@residents.example" for n in (1, 2, 3)
+    ]
+    assert {row["reply_sent"] for row in staff_log(config).values()} == {True}
 
 
 def test_it_refers_a_message_that_kills_the_worker_and_spares_its_chunk(

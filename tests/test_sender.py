@@ -1,4 +1,4 @@
-"""Replies go out from their own thread while the cycle is still deciding."""
+"""Replies go out from a thread or process of their own while the cycle is still deciding."""
 
 from __future__ import annotations
 
@@ -23,21 +23,29 @@ from tests.plugins.smtpd import SmtpServer
 from tests.support import NOW, cli_command, cli_env, request, staff_log, write_config
 
 
-@pytest.mark.parametrize("server_files_sent", [True, False], ids=["exchange", "plain-smtp"])
-def test_it_sends_replies_alongside_deciding_only_where_doubt_is_settled_exactly(
-    server_files_sent: bool, tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+@pytest.mark.parametrize("sending", ["exchange", "reply-process", "plain-smtp-small-cycle"])
+def test_it_sends_replies_alongside_deciding_where_a_250_is_recorded_at_once(
+    sending: str, tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
 ) -> None:
     # One message per chunk; the second hangs in understanding until its 5 s limit.
     # Where the server files its Sent copy before it answers (Exchange Online), the
-    # first reply goes out during that wait, before the second has a decision. With
-    # plain SMTP it waits until deciding is over, so that the journal line follows its
-    # 250 at once (sender.overlap_is_safe).
+    # first reply goes out from a thread during that wait, before the second has a
+    # decision; with plain SMTP, from the reply process. A plain-SMTP cycle too small
+    # for the reply process waits until deciding is over, so that the journal line
+    # follows its 250 at once (sender.RepliesAlongside).
     for n, name in ((1, "Early"), (2, "Slow")):
         body = f"I'd like to attend online on 10 December.\n\n{name}"
         dovecot.append(
             "INBOX", request(n, f"{name} <{name.lower()}@residents.example>", "Hi", body)
         )
-    config = scenario_config(tmp_path, dovecot, smtpd, None, server_files_sent)
+    config = scenario_config(
+        tmp_path,
+        dovecot,
+        smtpd,
+        None,
+        server_files_sent=sending == "exchange",
+        reply_process=sending == "reply-process",
+    )
     config.write_text(config.read_text().replace("[mailbox]\n", "[mailbox]\nfetch_chunk = 1\n"))
     config.write_text(
         config.read_text().replace("[worker]\n", "[worker]\nunderstand_timeout = 5.0\n")
@@ -62,10 +70,10 @@ def test_it_sends_replies_alongside_deciding_only_where_doubt_is_settled_exactly
 
     assert worker.returncode == 0, stderr
     assert [m.rcpt_tos for m in smtpd.messages] == [("early@residents.example",)]
-    if server_files_sent:
-        assert decided_then == {"<e2e-1@residents.example>"}, "the reply waited for the cycle"
-    else:
+    if sending == "plain-smtp-small-cycle":
         assert decided_then == {"<e2e-1@residents.example>", "<e2e-2@residents.example>"}
+    else:
+        assert decided_then == {"<e2e-1@residents.example>"}, "the reply waited for the cycle"
     log = staff_log(config)
     assert log["<e2e-2@residents.example>"]["outcome"] == "referred"
 
