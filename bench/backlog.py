@@ -69,9 +69,9 @@ def main() -> None:
     split = SUMMARY.search(log)
     if split:
         print(
-            f"inside the run  {float(split['deciding']):.2f} s deciding (with --exchange, "
-            f"replies go out alongside), {float(split['finishing']):.2f} s more sending, "
-            f"{float(split['filing']):.2f} s filing; the rest is start-up and listing"
+            f"inside the run  {float(split['deciding']):.2f} s deciding, replies going out "
+            f"alongside; then {float(split['finishing']):.2f} s to finish sending, of which "
+            f"{float(split['filing']):.2f} s filing and Teams; the rest is start-up and listing"
         )
     print(
         f"(for scale: filing the N Sent copies, which plain SMTP needs, {REPLY_GROUP} to a "
@@ -84,8 +84,8 @@ def main() -> None:
 
 # The worker's own account of the cycle (services.CycleReport.log_summary).
 SUMMARY = re.compile(
-    r"\((?P<deciding>[\d.]+) s deciding, (?P<finishing>[\d.]+) s more to finish sending, "
-    r"(?P<filing>[\d.]+) s filing\)"
+    r"\((?P<deciding>[\d.]+) s deciding, then (?P<finishing>[\d.]+) s to finish: "
+    r"(?P<filing>[\d.]+) s filing and Teams\)"
 )
 
 

@@ -10,8 +10,8 @@
     7. enqueue    the decision, registration, reply and Teams change in one transaction
     8. remind     queue reminders due (once each) and the staff's daily digest (once a day)
     9. dispatch   replies go out as each batch of decisions commits (sender.py);
-                  then one Teams update per meeting (dispatch.py)
-   10. file       move each decided message to Processed or Review
+                  then one Teams update per meeting (dispatch.py), on a thread while
+   10. file       each decided message moves to Processed or Review
 
 Steps 3 to 7 are deciding.py's, a fetch chunk at a time. A failure there is caught
 per message: the message is referred to staff with the reason and the messages behind
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from processor import faults
 from processor.deciding import handle_chunk
 from processor.digest import enqueue_daily_digest
-from processor.dispatch import dispatch_calendar
+from processor.dispatch import calendar_alongside
 from processor.ports import MessageRef, ReadsTextParts
 from processor.records import StoredMessage
 from processor.reminders import enqueue_reminders
@@ -68,13 +68,13 @@ def run_cycle(svc: Services) -> CycleReport:
                 replies.poke()
             decided = time.monotonic()
             report.seconds_deciding = decided - started
-            if not svc.stop.is_set() and svc.calendar is not None:
-                dispatch_calendar(svc, report)
-        sent = time.monotonic()
-        report.seconds_finishing = sent - decided
-        faults.point("before_move")
-        file_messages(svc, to_file, report)
-        report.seconds_filing = time.monotonic() - sent
+            # Filing needs only the decisions, committed by now: the replies and the
+            # Teams updates go out meanwhile.
+            with calendar_alongside(svc, report):
+                faults.point("before_move")
+                file_messages(svc, to_file, report)
+            report.seconds_filing = time.monotonic() - decided
+        report.seconds_finishing = time.monotonic() - decided
     finally:
         svc.store.release_lock()
     return report

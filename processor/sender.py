@@ -121,7 +121,10 @@ class RepliesAlongside:
         exc: BaseException | None,
         traceback: TracebackType | None,
     ) -> None:
-        send_rest = exc_type is None and not self._svc.stop.is_set()
+        # Committed decisions get their replies even when the cycle failed later (an
+        # IMAP outage at the move, say); only a stop, or an interrupt, holds them back.
+        failed_hard = exc_type is not None and not issubclass(exc_type, Exception)
+        send_rest = not self._svc.stop.is_set() and not failed_hard
         if self._process is not None:
             self._process.finish(self._report, send_rest=send_rest)
             return

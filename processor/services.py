@@ -43,16 +43,16 @@ class CycleReport:
     calendar_changes: int = 0
     reminders: int = 0
     errors: list[str] = field(default_factory=list)
-    # Where the time went: deciding (replies going out alongside), then the replies
-    # and Teams updates still to finish, then filing.
+    # Where the time went: deciding (replies going out alongside), then the Teams
+    # updates and filing, and waiting for the last replies to go out (all "finishing").
     seconds_deciding: float = 0.0
-    seconds_finishing: float = 0.0
     seconds_filing: float = 0.0
+    seconds_finishing: float = 0.0
 
     def log_summary(self, logger: logging.Logger) -> None:
         logger.info(
             "cycle: %d seen, %d decided, %d replies sent, %d Teams changes, %d filed "
-            "(%.2f s deciding, %.2f s more to finish sending, %.2f s filing)",
+            "(%.2f s deciding, then %.2f s to finish: %.2f s filing and Teams)",
             self.seen,
             self.decided,
             self.replies_sent,

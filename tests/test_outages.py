@@ -12,7 +12,7 @@ from processor.config import load_config
 from processor.errors import TransientError
 from processor.pipeline import run_cycle
 from processor.ports import MessageRef
-from processor.services import build_services
+from processor.services import FixedClock, build_services
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
 from tests.support import NOW, request, staff_log, write_config
@@ -93,3 +93,47 @@ def test_a_451_mid_group_leaves_the_untried_replies_pending_not_in_doubt(
         ("pending", 0, None),
     ]
     assert "451" in rows[0]["last_error"]
+
+
+@pytest.mark.parametrize("reply_process", [False, True], ids=["after-deciding", "reply-process"])
+def test_an_imap_outage_at_the_move_still_lets_the_decided_replies_go_out(
+    reply_process: bool,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    smtpd: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Filing runs while the last replies go out; the decisions are committed by then,
+    # so an outage there must not hold their replies back until the next cycle.
+    for n in range(1, 4):
+        sender = f"R{n} <r{n}@residents.example>"
+        dovecot.append("INBOX", request(n, sender, "Attending", "Online please, 10 December."))
+    config_path = write_config(tmp_path, dovecot, smtpd)
+    if reply_process:
+        worker = config_path.read_text().replace("[worker]\n", "[worker]\nreply_process_from = 1\n")
+        config_path.write_text(worker)
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "secret")
+    config = load_config(config_path)
+    svc = build_services(config, clock=FixedClock(datetime.fromisoformat(NOW)))
+
+    def move_fails(refs: Sequence[MessageRef], destination: str) -> None:
+        raise TransientError("IMAP connection lost while moving")
+
+    monkeypatch.setattr(svc.mailbox, "move", move_fails)
+    with pytest.raises(TransientError):
+        run_cycle(svc)
+    svc.mailbox.close()
+    svc.store.close()
+    assert sorted(m.rcpt_tos[0] for m in smtpd.messages) == [
+        f"r{n}@residents.example" for n in range(1, 4)
+    ]
+    assert len(dovecot.uids("INBOX")) == 3
+
+    svc = build_services(config, clock=FixedClock(datetime.fromisoformat(NOW)))
+    report = run_cycle(svc)
+    svc.mailbox.close()
+    svc.store.close()
+    assert report.errors == []
+    assert report.replies_sent == 0
+    assert dovecot.uids("INBOX") == []
+    assert len(smtpd.messages) == 3
