@@ -23,6 +23,7 @@ Python process costs more than its few replies would gain.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import os
@@ -129,7 +130,10 @@ def main() -> int:
     signal.signal(signal.SIGTERM, signal.SIG_IGN)
     out = os.fdopen(os.dup(1), "w")  # the outcome; anything printed goes to stderr
     os.dup2(2, 1)
-    orders_in = sys.stdin.buffer
+    # Unbuffered: the pickle is read to its last byte and no further, and the thread
+    # that follows the orders holds no buffer lock, which would hold up this
+    # interpreter's exit for a second while it waits in a read.
+    orders_in = io.FileIO(sys.stdin.fileno(), "rb", closefd=False)
     try:
         orders: Orders = pickle.load(orders_in)
     except (EOFError, pickle.UnpicklingError):
