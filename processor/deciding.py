@@ -1,7 +1,7 @@
 """Steps 3 to 7 of a cycle for one fetch chunk: store, understand, decide, enqueue.
 
 Reading and understanding are pure CPU and happen outside any transaction; only the
-writes hold SQLite's write lock, which the reply thread needs too (sender.py), so it
+writes hold SQLite's write lock, which the reply sender needs too (sender.py), so it
 is held for milliseconds, never for the length of an understanding.
 """
 
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
@@ -39,7 +40,6 @@ from processor.understand import merge_requests, understand
 
 if TYPE_CHECKING:
     from processor.pipeline import Fetched
-    from processor.sender import RepliesAlongside
     from processor.services import CycleReport, Services
 
 log = logging.getLogger(__name__)
@@ -68,17 +68,17 @@ def handle_chunk(
     token: str,
     chunk: list[Fetched],
     report: CycleReport,
-    replies: RepliesAlongside,
+    committed: Callable[[], None],
 ) -> list[tuple[MessageRef, str, str | None]]:
     """Steps 3 to 7 for one fetch chunk: (ref, Message-ID, where to file it) for each.
 
     The chunk's raw bytes are stored in one transaction and its decisions committed in
-    a few more (DECIDE_BATCH each); after each, the reply thread is told to send what
-    became due. Nothing leaves the process before its decision is committed, so a crash
-    loses no side effect: the messages are still in the folder and are read again. A
-    message already started once without a decision (the worker died under it) is
-    retried on its own, counted and committed singly, so a poison message is found
-    without taking its neighbours with it.
+    a few more (DECIDE_BATCH each); after each, `committed()` tells the reply sender and
+    the Teams thread what became due. Nothing leaves the process before its decision
+    is committed, so a crash loses no side effect: the messages are still in the folder
+    and are read again. A message already started once without a decision (the worker
+    died under it) is retried on its own, counted and committed singly, so a poison
+    message is found without taking its neighbours with it.
     """
     done: list[tuple[MessageRef, str, str | None]] = []
     first_tries: list[tuple[MessageRef, StoredMessage, InboundEmail]] = []
@@ -113,7 +113,7 @@ def handle_chunk(
             for (ref, stored, _), one in zip(batch, understood, strict=True):
                 done.append((ref, stored.message_id, decide_and_enqueue(svc, one)))
                 report.decided += 1
-        replies.poke()
+        committed()
     for ref, stored, email in retries:
         if svc.stop.is_set():
             break
@@ -122,7 +122,7 @@ def handle_chunk(
         one = understand_one(svc, stored, email, failed_alone)
         done.append((ref, stored.message_id, decide_and_enqueue(svc, one)))
         report.decided += 1
-        replies.poke()
+        committed()
     for ref, message_id in copies:  # filed with the first copy's decision
         decided = svc.store.message(message_id)
         done.append((ref, message_id, decided.destination if decided else None))

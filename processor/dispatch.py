@@ -12,11 +12,9 @@ import hashlib
 import json
 import logging
 import random
-import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from datetime import timedelta
 from functools import partial
 from typing import TYPE_CHECKING
@@ -27,7 +25,6 @@ from processor.journal import SentJournal
 from processor.models import Meeting
 from processor.ports import Attendee, Connection, EventRef, KeepsSentCopies
 from processor.records import OutboxItem
-from processor.store import Store
 
 if TYPE_CHECKING:
     from processor.services import CycleReport, Services
@@ -66,34 +63,6 @@ def meeting_fingerprint(meeting: Meeting) -> str:
     """What the Teams event was made from; a change in config updates the event."""
     fields = (meeting.title, meeting.start.isoformat(), meeting.end.isoformat(), meeting.venue)
     return hashlib.sha256("\x1f".join(fields).encode()).hexdigest()[:16]
-
-
-@contextmanager
-def calendar_alongside(svc: Services, report: CycleReport) -> Iterator[None]:
-    """The Teams updates (`dispatch_calendar`) on a thread of their own, with its own
-    store connection, while the block runs: they wait on Graph, the block on IMAP."""
-    if svc.calendar is None or svc.stop.is_set():
-        yield
-        return
-    errors: list[BaseException] = []
-
-    def update() -> None:
-        store = Store(svc.store.path)
-        try:
-            dispatch_calendar(replace(svc, store=store), report)
-        except BaseException as exc:  # handed to the cycle when the block ends
-            errors.append(exc)
-        finally:
-            store.close()
-
-    thread = threading.Thread(target=update, name="teams")
-    thread.start()
-    try:
-        yield
-    finally:
-        thread.join()
-    if errors:
-        raise errors[0]
 
 
 def dispatch_calendar(svc: Services, report: CycleReport) -> None:

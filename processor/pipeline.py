@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from processor import faults
 from processor.deciding import handle_chunk
 from processor.digest import enqueue_daily_digest
-from processor.dispatch import calendar_alongside
 from processor.ports import MessageRef, ReadsTextParts
 from processor.records import StoredMessage
 from processor.reminders import enqueue_reminders
 from processor.sender import RepliesAlongside
 from processor.services import CycleReport, Services
+from processor.teams import TeamsAlongside
 
 log = logging.getLogger(__name__)
 
@@ -51,33 +51,51 @@ def run_cycle(svc: Services) -> CycleReport:
     try:
         token, refs = take_inventory(svc)
         report.seen = len(refs)
-        to_file: dict[str, list[tuple[MessageRef, str]]] = {"processed": [], "review": []}
-        mb = svc.config.mailbox
         started = time.monotonic()
-        with RepliesAlongside(svc, report) as replies:
-            for chunk in chunked(fetch(svc, token, refs), mb.fetch_chunk, CHUNK_BYTES):
-                if svc.stop.is_set():
-                    break
-                handled = handle_chunk(svc, token, chunk, report, replies)
-                for ref, message_id, destination in handled:
-                    if destination in to_file:
-                        to_file[destination].append((ref, message_id))
-            if not svc.stop.is_set():
-                report.reminders = enqueue_reminders(svc)
-                enqueue_daily_digest(svc)
+        with RepliesAlongside(svc, report) as replies, TeamsAlongside(svc, report) as teams:
+
+            def committed() -> None:
                 replies.poke()
+                teams.poke()
+
+            to_file = decide_all(svc, token, refs, report, committed)
             decided = time.monotonic()
             report.seconds_deciding = decided - started
             # Filing needs only the decisions, committed by now: the replies and the
-            # Teams updates go out meanwhile.
-            with calendar_alongside(svc, report):
-                faults.point("before_move")
-                file_messages(svc, to_file, report)
+            # Teams update go out meanwhile.
+            if not svc.stop.is_set():
+                teams.dispatch()
+            faults.point("before_move")
+            file_messages(svc, to_file, report)
+            teams.wait()
             report.seconds_filing = time.monotonic() - decided
         report.seconds_finishing = time.monotonic() - decided
     finally:
         svc.store.release_lock()
     return report
+
+
+def decide_all(
+    svc: Services,
+    token: str,
+    refs: list[MessageRef],
+    report: CycleReport,
+    committed: Callable[[], None],
+) -> dict[str, list[tuple[MessageRef, str]]]:
+    """Steps 2 to 8: every message decided, a fetch chunk at a time; where each goes."""
+    to_file: dict[str, list[tuple[MessageRef, str]]] = {"processed": [], "review": []}
+    mb = svc.config.mailbox
+    for chunk in chunked(fetch(svc, token, refs), mb.fetch_chunk, CHUNK_BYTES):
+        if svc.stop.is_set():
+            break
+        for ref, message_id, destination in handle_chunk(svc, token, chunk, report, committed):
+            if destination in to_file:
+                to_file[destination].append((ref, message_id))
+    if not svc.stop.is_set():
+        report.reminders = enqueue_reminders(svc)
+        enqueue_daily_digest(svc)
+        committed()
+    return to_file
 
 
 def take_inventory(svc: Services) -> tuple[str, list[MessageRef]]:

@@ -414,6 +414,16 @@ class Store:
         ).fetchall()
         return [_outbox(r) for r in rows]
 
+    def meetings_due(self, now: datetime, kinds: Sequence[str]) -> set[str]:
+        """The meetings that pending rows of these kinds, due now, are for."""
+        marks = ",".join("?" for _ in kinds)
+        rows = self.db.execute(
+            f"SELECT DISTINCT meeting_id FROM outbox WHERE kind IN ({marks}) AND "
+            "state = 'pending' AND next_attempt_at <= ? AND meeting_id IS NOT NULL",
+            (*kinds, _iso(now)),
+        ).fetchall()
+        return {row[0] for row in rows}
+
     def claim(self, item_ids: Sequence[int]) -> None:
         """Mark rows `sending` before the outside call, so a crash leaves them in doubt."""
         with self.transaction() as db:

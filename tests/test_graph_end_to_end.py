@@ -2,14 +2,26 @@
 
 from __future__ import annotations
 
+import sqlite3
+import subprocess
+import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
 from tests.graphfake import GraphFake
 from tests.plugins.dovecot import Dovecot
-from tests.plugins.smtpd import SmtpServer
-from tests.support import NOW, ORGANISER, request, run_cli, staff_log, write_config
+from tests.plugins.smtpd import ReceivedMessage, SmtpServer
+from tests.support import (
+    NOW,
+    ORGANISER,
+    cli_command,
+    cli_env,
+    request,
+    run_cli,
+    staff_log,
+    write_config,
+)
 
 
 def online(n: int) -> bytes:
@@ -168,3 +180,62 @@ def test_it_moves_the_teams_event_when_the_meeting_changes_in_config(
     assert graph_fake.attendees(ORGANISER, event["id"]) == ["resident1@residents.example"]
     patches = [c.json() for c in graph_fake.requests("PATCH", "/events/")]
     assert "attendees" not in patches[-1]  # the time change does not touch the attendees
+
+
+def test_it_gets_the_teams_event_ready_while_deciding_and_answers_a_cycle_alike(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, graph_fake: GraphFake
+) -> None:
+    # One message per chunk; the second hangs in understanding until its 3 s limit.
+    # The event is created during that wait, not after deciding, so that only the PATCH
+    # is left at the end. The third is decided after the event exists, yet its reply,
+    # like the first's, says what the store knew when the cycle began (no event, so no
+    # join link): one cycle answers alike, whatever the Teams thread's timing. The next
+    # cycle's reply carries the link.
+    for n in (1, 2, 3):
+        dovecot.append("INBOX", online(n))
+    config = write_config(tmp_path, dovecot, smtpd, graph_fake, mailbox_extra="fetch_chunk = 1")
+    config.write_text(
+        config.read_text().replace("[worker]\n", "[worker]\nunderstand_timeout = 3.0\n")
+    )
+    worker = subprocess.Popen(
+        cli_command(config, "run", "--once", "--now", NOW),
+        env=cli_env("understand=hang:e2e-2"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 20
+    while not graph_fake.requests("POST", "/events") and time.monotonic() < deadline:
+        time.sleep(0.02)
+    created_while_deciding = worker.poll() is None and not staff_log_has(config, 3)
+    _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    assert created_while_deciding
+
+    assert len(graph_fake.requests("POST", "/events")) == 1
+    assert len(graph_fake.requests("PATCH", "/events/")) == 1
+    join_url = graph_fake.user_events(ORGANISER)[0]["onlineMeeting"]["joinUrl"]
+    texts = {m.rcpt_tos[0]: plain_text(m) for m in smtpd.messages}
+    for n in (1, 3):
+        assert "You are registered" in texts[f"resident{n}@residents.example"]
+        assert join_url not in texts[f"resident{n}@residents.example"]
+
+    dovecot.append("INBOX", online(4))
+    result = run_cli(config, "run", "--once", "--now", NOW)
+    assert result.returncode == 0, result.stderr
+    assert join_url in plain_text(smtpd.messages[-1])
+
+
+def plain_text(message: ReceivedMessage) -> str:
+    body = message.message.get_body(("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
+def staff_log_has(config: Path, n: int) -> bool:
+    """Whether request n has a decision yet (read straight from the store: no CLI)."""
+    with sqlite3.connect(config.parent / "store.sqlite3") as db:
+        row = db.execute(
+            "SELECT outcome FROM messages WHERE message_id = ?", (f"<e2e-{n}@residents.example>",)
+        ).fetchone()
+    return row is not None and row[0] is not None
