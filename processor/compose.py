@@ -31,7 +31,6 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined, select_autoes
 
 from processor.config import CommitteeConfig
 from processor.errors import ConfigError, PermanentError
-from processor.ics import build_ics
 from processor.models import Decision, InboundEmail, Meeting, Mode, ReplyKind
 
 LOOP_HEADER: Final = "X-Attendance-Processor"
@@ -438,6 +437,8 @@ def compose_reply(
 
     attachment = None
     if with_ics and meeting is not None:
+        from processor.ics import build_ics  # icalendar: only in-person replies need it
+
         ics = build_ics(
             meeting,
             sender=email.sender or email.reply_to,

@@ -11,8 +11,6 @@ from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-import holidays
-
 _WORDS = {"the": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5}
 RULE = re.compile(
     r"^\s*(?P<hour>\d{1,2}):(?P<minute>\d{2})\s*,?\s*"
@@ -23,6 +21,8 @@ RULE = re.compile(
 
 @lru_cache(maxsize=8)
 def _bank_holidays(year: int) -> frozenset[date]:
+    import holidays  # a tenth of the worker's start-up; most cycles never need it
+
     return frozenset(holidays.country_holidays("GB", subdiv="ENG", years=[year]).keys())
 
 

@@ -8,8 +8,6 @@ import threading
 from datetime import UTC, datetime
 from types import FrameType
 
-from apscheduler.schedulers.background import BackgroundScheduler
-
 from processor.errors import LockHeldError, ProcessorError
 from processor.pipeline import run_cycle
 from processor.services import CycleReport, Services
@@ -42,6 +40,8 @@ def run_forever(svc: Services) -> None:
     is a SIGALRM timer, which only the main thread can take. The scheduler's job and
     the IDLE watcher only say that a cycle is due; a signal stops between messages.
     """
+    from apscheduler.schedulers.background import BackgroundScheduler
+
     from processor.push import start_push
 
     due = threading.Event()
