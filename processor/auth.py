@@ -5,6 +5,7 @@ from __future__ import annotations
 import ssl
 import threading
 from collections.abc import Mapping
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -87,15 +88,20 @@ def default_session(ca_file: Path | None) -> requests.Session:
     """
     session = requests.Session()
     if ca_file is not None:
-        context = ssl.create_default_context()
-        try:
-            context.load_verify_locations(cafile=str(ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError(
-                "graph.ca_file", f"cannot load CA certificate {ca_file}: {exc}"
-            ) from exc
-        session.mount("https://", _TrustAdapter(context))
+        session.mount("https://", _TrustAdapter(_trust_context(ca_file)))
     return session
+
+
+@lru_cache(maxsize=4)
+def _trust_context(ca_file: Path) -> ssl.SSLContext:
+    """One context per CA file and process, shared by its sessions: loading the system
+    store takes about 60 ms, and the worker has a session for tokens and one for Graph."""
+    context = ssl.create_default_context()
+    try:
+        context.load_verify_locations(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError("graph.ca_file", f"cannot load CA certificate {ca_file}: {exc}") from exc
+    return context
 
 
 class TokenProvider:
