@@ -47,7 +47,7 @@ LOCK_WAIT = 5.0  # seconds
 def run_cycle(svc: Services) -> CycleReport:
     """One full cycle over every message now in the folder, then dispatch and filing."""
     report = CycleReport()
-    svc.store.acquire_lock(wait=LOCK_WAIT)
+    svc.store.lock.acquire(wait=LOCK_WAIT)
     try:
         token, refs = take_inventory(svc)
         report.seen = len(refs)
@@ -71,7 +71,7 @@ def run_cycle(svc: Services) -> CycleReport:
             report.seconds_filing = time.monotonic() - decided
         report.seconds_finishing = time.monotonic() - decided
     finally:
-        svc.store.release_lock()
+        svc.store.lock.release()
     return report
 
 

@@ -77,7 +77,7 @@ class ReplyProcess:
             log_level=logging.getLogger().getEffectiveLevel(),
         )
         given = pickle.dumps(orders)  # before the process: a clock that won't pickle fails here
-        lock = svc.store.lock_fileno()
+        lock = svc.store.lock.fileno()
         env = dict(os.environ)
         paths = [str(PACKAGE_ROOT), env.get("PYTHONPATH", "")]
         env["PYTHONPATH"] = os.pathsep.join(filter(None, paths))

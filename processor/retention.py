@@ -33,7 +33,7 @@ def purge(store: Store, config: Config, *, days: int, now: datetime, actor: str)
         raise PermanentError("--days must not be negative")
     cutoff = now - timedelta(days=days)
     ended = tuple(m.id for m in config.meetings if m.end < cutoff)
-    store.acquire_lock()
+    store.lock.acquire()
     try:
         counts = staffstore.purge_personal_data(
             store,
@@ -46,7 +46,7 @@ def purge(store: Store, config: Config, *, days: int, now: datetime, actor: str)
         )
         staffstore.compact(store)
     finally:
-        store.release_lock()
+        store.lock.release()
     # The lock's release is one more WAL frame (no personal data); leave the WAL empty.
     staffstore.empty_wal(store)
     return PurgeResult(cutoff, ended, counts)

@@ -264,7 +264,7 @@ def retry(svc: Services, ref: str, *, actor: str) -> ActionResult:
 def dispatch_now(svc: Services) -> CycleReport | None:
     """Send what is due under the worker lock; None when a worker holds it (it will)."""
     try:
-        svc.store.acquire_lock()
+        svc.store.lock.acquire()
     except LockHeldError as exc:
         log.info("%s; the worker sends it on its next cycle", exc)
         return None
@@ -272,5 +272,5 @@ def dispatch_now(svc: Services) -> CycleReport | None:
     try:
         dispatch(svc, report)
     finally:
-        svc.store.release_lock()
+        svc.store.lock.release()
     return report

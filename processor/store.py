@@ -8,47 +8,18 @@ change and its outbox rows commit together or not at all.
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import socket
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TextIO
 
-from processor.errors import LockHeldError
+from processor.locks import ProcessingLock, WriterLock
 from processor.models import Occupancy, Registration
 from processor.ports import EventRef
 from processor.records import DecisionRecord, NewOutboxItem, OutboxItem, StoredMessage
 from processor.schema import MIGRATIONS
-
-
-class WriterLock:
-    """One writer at a time per database file, among threads and processes alike (the
-    worker, its reply threads or reply process, the staff commands), queued here in the
-    kernel rather than in SQLite: SQLite makes a writer wait by polling, with sleeps of
-    up to 25 ms, and a writer that writes again straight after its commit can keep
-    another waiting like that for good. An flock on a file beside the database: each
-    Store opens its own, so its threads exclude each other too, and the kernel drops it
-    when a holder dies.
-    """
-
-    def __init__(self, store_path: Path) -> None:
-        path = store_path.with_name(store_path.name + ".writer")
-        self._fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-
-    def __enter__(self) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_EX)
-
-    def __exit__(self, *exc: object) -> None:
-        fcntl.flock(self._fd, fcntl.LOCK_UN)
-
-    def close(self) -> None:
-        os.close(self._fd)
 
 
 def utcnow() -> datetime:
@@ -73,13 +44,12 @@ class Store:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self._migrate()
-        self.holder = f"{socket.gethostname()}:{os.getpid()}"
-        self._lock_file: TextIO | None = None
         self._depth = 0  # open transaction() blocks: 0 none, 1 a transaction, more savepoints
         self._writer = WriterLock(path)
+        self.lock = ProcessingLock(path)  # one worker at a time (locks.py)
 
     def close(self) -> None:
-        self.release_lock()
+        self.lock.release()
         self.db.close()
         self._writer.close()
 
@@ -139,48 +109,6 @@ class Store:
         else:
             with self.transaction() as db:
                 yield db
-
-    # --- the worker lock -------------------------------------------------------------
-
-    def acquire_lock(self, wait: float = 0.0) -> None:
-        """Take the processing lock or raise LockHeldError, trying for `wait` seconds.
-
-        An flock on a file beside the database: the kernel drops it when the holder
-        dies, so a worker killed mid-cycle never leaves the store locked. Its reply
-        process shares it (reply_process.py), so a worker that has just died holds it
-        until that process has finished the reply in hand: a second or so at most.
-        """
-        if self._lock_file is not None:
-            return
-        handle = open(self.path.with_name(self.path.name + ".lock"), "a+")  # noqa: SIM115
-        deadline = time.monotonic() + wait
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() < deadline:
-                    time.sleep(0.05)
-                    continue
-                handle.seek(0)
-                holder = handle.read().strip() or "another worker"
-                handle.close()
-                raise LockHeldError(f"the store is locked by {holder}") from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"worker {self.holder}\n")
-        handle.flush()
-        self._lock_file = handle
-
-    def lock_fileno(self) -> int | None:
-        """The held lock's file descriptor, for a process that must hold it too."""
-        return None if self._lock_file is None else self._lock_file.fileno()
-
-    def release_lock(self) -> None:
-        if self._lock_file is not None:
-            fcntl.flock(self._lock_file, fcntl.LOCK_UN)
-            self._lock_file.close()
-            self._lock_file = None
 
     # --- mailbox sync state ----------------------------------------------------------
 

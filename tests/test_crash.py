@@ -122,9 +122,9 @@ def test_a_killed_workers_reply_process_journals_the_reply_in_hand_and_sends_no_
     worker.wait(timeout=10)
     store = Store(tmp_path / "store.sqlite3")
     with pytest.raises(LockHeldError):
-        store.acquire_lock()  # the reply process still holds the worker's lock
+        store.lock.acquire()  # the reply process still holds the worker's lock
     release.set()
-    store.acquire_lock(wait=10)  # it finishes the reply in hand and exits
+    store.lock.acquire(wait=10)  # it finishes the reply in hand and exits
     store.close()
     assert len(smtpd.messages) == 2
 

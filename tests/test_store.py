@@ -29,11 +29,11 @@ from processor.store import Store, upsert_registration
 
 def test_it_lets_only_one_worker_hold_the_lock(tmp_path: Path) -> None:
     first, second = Store(tmp_path / "s.sqlite3"), Store(tmp_path / "s.sqlite3")
-    first.acquire_lock()
+    first.lock.acquire()
     with pytest.raises(LockHeldError, match="locked by worker"):
-        second.acquire_lock()
-    first.release_lock()
-    second.acquire_lock()
+        second.lock.acquire()
+    first.lock.release()
+    second.lock.acquire()
     second.close()
     first.close()
 
@@ -45,7 +45,7 @@ def test_it_frees_the_lock_of_a_killed_worker(tmp_path: Path) -> None:
             sys.executable,
             "-c",
             "import sys, time; from pathlib import Path; from processor.store import Store; "
-            f"s = Store(Path({str(path)!r})); s.acquire_lock(); "
+            f"s = Store(Path({str(path)!r})); s.lock.acquire(); "
             "print('held', flush=True); time.sleep(60)",
         ],
         stdout=subprocess.PIPE,
@@ -54,13 +54,13 @@ def test_it_frees_the_lock_of_a_killed_worker(tmp_path: Path) -> None:
     assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
     store = Store(path)
     with pytest.raises(LockHeldError):
-        store.acquire_lock()
+        store.lock.acquire()
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=10)
     deadline = time.monotonic() + 5
     while True:
         try:
-            store.acquire_lock()
+            store.lock.acquire()
             break
         except LockHeldError:
             assert time.monotonic() < deadline
