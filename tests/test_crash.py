@@ -99,9 +99,7 @@ def test_a_killed_workers_reply_process_journals_the_reply_in_hand_and_sends_no_
     # killed. Its reply process has that reply in hand: it must see it through (the
     # server takes it), journal it, send nothing more, and keep the store locked until
     # it has exited, so that no new worker sends beside it.
-    for n in range(1, 7):
-        sender = f"Resident {n} <resident{n}@residents.example>"
-        dovecot.append("INBOX", request(n, sender, "Attending", "Online please, 10 December."))
+    append_online(dovecot, range(1, 7))
     config = scenario_config(tmp_path, dovecot, smtpd, None, False, reply_process=True)
     in_hand, release = threading.Event(), threading.Event()
 
@@ -139,9 +137,7 @@ def test_a_killed_workers_reply_process_journals_the_reply_in_hand_and_sends_no_
 def test_a_failed_reply_process_fails_the_cycle_and_the_next_sends_each_reply_once(
     tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
 ) -> None:
-    for n in range(1, 4):
-        sender = f"Resident {n} <resident{n}@residents.example>"
-        dovecot.append("INBOX", request(n, sender, "Attending", "Online please, 10 December."))
+    append_online(dovecot, range(1, 4))
     config = scenario_config(tmp_path, dovecot, smtpd, None, False, reply_process=True)
 
     failed = run_cli(config, "run", "--once", "--now", NOW, faults="after_send=raise:")
@@ -200,9 +196,7 @@ def test_a_reply_sent_before_a_kill_is_not_resent_and_gets_one_sent_copy(
     # still `sending` in the store and its Sent copy not yet filed (copies go in one
     # MULTIAPPEND per group), so only the journal knows. The next run must file that
     # copy once and send nothing again.
-    for n in range(1, 4):
-        sender = f"Resident {n} <resident{n}@residents.example>"
-        dovecot.append("INBOX", request(n, sender, "Attending", "Online please, 10 December."))
+    append_online(dovecot, range(1, 4))
     config = write_config(tmp_path, dovecot, smtpd)
 
     killed = run_cli(config, "run", "--once", "--now", NOW, faults="after_send=kill:1")
@@ -216,3 +210,10 @@ def test_a_reply_sent_before_a_kill_is_not_resent_and_gets_one_sent_copy(
     assert len(sent_ids) == 3 == len(set(sent_ids))
     assert len(dovecot.uids("Sent")) == 3
     assert {row["reply_sent"] for row in staff_log(config).values()} == {True}
+
+
+def append_online(dovecot: Dovecot, numbers: range) -> None:
+    """Requests to attend online from residents `numbers`, in the inbox."""
+    for n in numbers:
+        sender = f"Resident {n} <resident{n}@residents.example>"
+        dovecot.append("INBOX", request(n, sender, "Attending", "Online please, 10 December."))
