@@ -145,14 +145,16 @@ def main() -> int:
     )
     faults.serve(orders.worker)
 
-    from processor.sender import RepliesAlongside
+    from processor.sender import REPLY_PROCESS_SWITCH_INTERVAL, RepliesAlongside
     from processor.services import CycleReport, build_services
 
     svc = build_services(orders.config, clock=orders.clock)
     report = CycleReport()
     failure = None
     try:
-        with RepliesAlongside(svc, report, threads=True) as replies:
+        with RepliesAlongside(
+            svc, report, threads=True, switch_interval=REPLY_PROCESS_SWITCH_INTERVAL
+        ) as replies:
             done = threading.Event()
             threading.Thread(
                 target=_follow, args=(orders_in, replies, svc.stop, done), daemon=True
