@@ -129,8 +129,9 @@ def fetch(svc: Services, token: str, refs: list[MessageRef]) -> Iterator[Fetched
     limit = svc.config.mailbox.max_message_bytes
     partial_limit = svc.config.mailbox.partial_fetch_bytes
     wanted: list[MessageRef] = []
+    stored = svc.store.messages_at(token, [ref.key for ref in refs])
     for ref in refs:
-        known = svc.store.message_at(token, ref.key)
+        known = stored.get(ref.key)
         if known is not None and known.state != "stored":
             yield Fetched(ref, known=known)
         elif ref.size > limit:

@@ -147,4 +147,10 @@ MIGRATIONS: tuple[str, ...] = (
     """
     CREATE INDEX registrations_sender ON registrations(sender);
     """,
+    # 5: each cycle looks up every message in the folder by its mailbox key, to skip
+    # the ones decided before; without an index each lookup scanned every message kept
+    # (a 2000-message backlog over 20000 kept messages: 44 s of lookups)
+    """
+    CREATE INDEX messages_mailbox ON messages(sync_token, mailbox_key);
+    """,
 )

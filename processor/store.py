@@ -174,33 +174,22 @@ class Store:
 
     def message(self, message_id: str) -> StoredMessage | None:
         row = self.db.execute(
-            "SELECT id, message_id, raw, raw_complete, size, state, attempts, mailbox_key, "
-            "destination, outcome, request FROM messages WHERE message_id = ?",
-            (message_id,),
+            f"SELECT {_STORED} FROM messages WHERE message_id = ?", (message_id,)
         ).fetchone()
-        if row is None:
-            return None
-        return StoredMessage(
-            id=row["id"],
-            message_id=row["message_id"],
-            raw=row["raw"],
-            raw_complete=bool(row["raw_complete"]),
-            size=row["size"],
-            state=row["state"],
-            attempts=row["attempts"],
-            mailbox_key=row["mailbox_key"],
-            destination=row["destination"],
-            outcome=row["outcome"],
-            request=row["request"],
-        )
+        return None if row is None else _stored(row)
 
-    def message_at(self, sync_token: str, mailbox_key: str) -> StoredMessage | None:
-        """The stored message last seen at this mailbox key, if any (skips a re-download)."""
-        row = self.db.execute(
-            "SELECT message_id FROM messages WHERE sync_token = ? AND mailbox_key = ?",
-            (sync_token, mailbox_key),
-        ).fetchone()
-        return None if row is None else self.message(row["message_id"])
+    def messages_at(self, sync_token: str, mailbox_keys: Sequence[str]) -> dict[str, StoredMessage]:
+        """The stored messages last seen at these mailbox keys, by key (skips re-reading)."""
+        found: dict[str, StoredMessage] = {}
+        for start in range(0, len(mailbox_keys), 500):
+            keys = mailbox_keys[start : start + 500]
+            rows = self.db.execute(
+                f"SELECT {_STORED} FROM messages WHERE sync_token = ? "
+                f"AND mailbox_key IN ({','.join('?' for _ in keys)})",
+                (sync_token, *keys),
+            )
+            found.update((row["mailbox_key"], _stored(row)) for row in rows)
+        return found
 
     def count_attempt(self, message_id: str) -> int:
         """One more start at handling the message; the number of starts so far."""
@@ -492,6 +481,28 @@ def insert_outbox(db: sqlite3.Connection, message_id: str, item: NewOutboxItem, 
         ),
     )
     return cursor.rowcount
+
+
+_STORED = (
+    "id, message_id, raw, raw_complete, size, state, attempts, mailbox_key, destination, "
+    "outcome, request"
+)
+
+
+def _stored(row: sqlite3.Row) -> StoredMessage:
+    return StoredMessage(
+        id=row["id"],
+        message_id=row["message_id"],
+        raw=row["raw"],
+        raw_complete=bool(row["raw_complete"]),
+        size=row["size"],
+        state=row["state"],
+        attempts=row["attempts"],
+        mailbox_key=row["mailbox_key"],
+        destination=row["destination"],
+        outcome=row["outcome"],
+        request=row["request"],
+    )
 
 
 def _registration(row: sqlite3.Row) -> Registration:
