@@ -26,9 +26,10 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import NOW, Servers, cli_command, cli_env, load_requests, servers
+from _servers import NOW, Servers, cli_command, cli_env, load_requests, request, servers
 
 from processor.dispatch import REPLY_GROUP
+from processor.store import Store
 
 CHUNK = 100  # the worker's default mailbox.fetch_chunk
 
@@ -44,6 +45,12 @@ def main() -> None:
         help="an SMTP server that files each message in Sent before it answers, as "
         "Exchange Online does (smtp.server_files_sent): replies overlap deciding",
     )
+    parser.add_argument(
+        "--kept",
+        type=int,
+        default=0,
+        help="messages (and their replies) already in the store, as after months of use",
+    )
     args = parser.parse_args()
 
     with servers() as env:
@@ -54,6 +61,9 @@ def main() -> None:
         )
         if args.exchange:
             files_sent_copies(env)
+        if args.kept:
+            keep_history(env.dir / "store.sqlite3", args.kept)
+            print(f"store: {args.kept} messages and replies kept from earlier cycles")
         load_requests(env.dovecot, range(args.n))
         elapsed, log = run_once(env)
         check_outcome(env, args.n)
@@ -87,6 +97,51 @@ SUMMARY = re.compile(
     r"\((?P<deciding>[\d.]+) s deciding, then (?P<finishing>[\d.]+) s to finish: "
     r"(?P<filing>[\d.]+) s filing and Teams\)"
 )
+
+
+def keep_history(path: Path, kept: int) -> None:
+    """`kept` decided and filed messages, each with its reply sent, from an earlier life
+    of the folder (another UIDVALIDITY): what months of use leave in the store."""
+    store = Store(path)
+    at = "2026-09-01T09:00:00+00:00"
+    raw = request(10**6) * 2  # about 1.5 KB, as a short request is
+    with store.transaction() as db:
+        db.executemany(
+            "INSERT INTO messages(message_id, sha256, received_at, stored_at, raw, "
+            "raw_complete, size, mailbox_key, sync_token, sender, state, outcome) "
+            "VALUES (?, ?, ?, ?, ?, 1, ?, ?, 'earlier-life', ?, 'filed', 'confirmed')",
+            (
+                (
+                    f"<kept-{n}@residents.example>",
+                    f"{n:064x}",
+                    at,
+                    at,
+                    raw,
+                    len(raw),
+                    str(n),
+                    f"kept{n}@residents.example",
+                )
+                for n in range(kept)
+            ),
+        )
+        db.executemany(
+            "INSERT INTO outbox(idempotency_key, kind, message_id, recipient, payload, "
+            "state, next_attempt_at, created_at, updated_at) "
+            "VALUES (?, 'reply', ?, ?, ?, 'done', ?, ?, ?)",
+            (
+                (
+                    f"reply:<kept-{n}.reply@council.example>",
+                    f"<kept-{n}@residents.example>",
+                    f"kept{n}@residents.example",
+                    raw,
+                    at,
+                    at,
+                    at,
+                )
+                for n in range(kept)
+            ),
+        )
+    store.close()
 
 
 def files_sent_copies(env: Servers) -> None:
