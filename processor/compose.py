@@ -161,6 +161,9 @@ def make_environment(directory: Path | None = None) -> Environment:
         trim_blocks=True,
         lstrip_blocks=True,
         keep_trailing_newline=True,
+        # Templates are read once per process: checking each file's mtime on every
+        # render was nine stat calls a reply.
+        auto_reload=False,
     )
 
 
