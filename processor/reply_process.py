@@ -28,6 +28,7 @@ import json
 import logging
 import os
 import pickle
+import select
 import signal
 import subprocess
 import sys
@@ -49,6 +50,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+# How often the worker, waiting for its reply process, looks for a stop to pass on.
+STOP_CHECK = 0.1  # seconds
 
 
 class ReplyProcessFailed(ProcessorError):
@@ -95,15 +98,29 @@ class ReplyProcess:
     def poke(self) -> None:
         self._say(b"poke\n")
 
-    def finish(self, report: CycleReport, *, send_rest: bool) -> None:
-        """Tell it to send the rest (or stop after the reply in hand) and wait for it.
+    def finish(self, report: CycleReport, *, send_rest: bool, stop: threading.Event) -> None:
+        """Tell it to send the rest (or stop after the reply in hand) and wait for it;
+        a stop that comes meanwhile (SIGTERM) is passed on, so the worker stops as soon
+        as it would have sending from a thread of its own.
 
         Its stdin stays open until it has exited: the end of it, even after `done`,
         means that this worker died.
         """
         self._say(b"done\n" if send_rest else b"stop\n")
+        stopping = not send_rest
         assert self._process.stdout is not None
-        said = self._process.stdout.read()
+        said = bytearray()
+        pipe = self._process.stdout.fileno()
+        while True:
+            if not stopping and stop.is_set():
+                self._say(b"stop\n")
+                stopping = True
+            ready, _, _ = select.select([pipe], [], [], STOP_CHECK)
+            if ready:
+                chunk = os.read(pipe, 65536)
+                if not chunk:
+                    break
+                said += chunk
         code = self._process.wait()
         with contextlib.suppress(BrokenPipeError):
             self._orders.close()

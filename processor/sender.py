@@ -138,7 +138,7 @@ class RepliesAlongside:
         failed_hard = exc_type is not None and not issubclass(exc_type, Exception)
         send_rest = not self._svc.stop.is_set() and not failed_hard
         if self._process is not None:
-            self._process.finish(self._report, send_rest=send_rest)
+            self._process.finish(self._report, send_rest=send_rest, stop=self._svc.stop)
             return
         if self._filing is None:
             if send_rest:

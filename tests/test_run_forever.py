@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import time
@@ -58,3 +59,47 @@ def test_it_answers_mail_that_arrives_while_running_and_stops_on_sigterm(
         _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 0, stderr
     assert "stopping after the current message" in stderr
+
+
+def test_sigterm_to_the_worker_and_its_reply_process_stops_both_after_the_reply_in_hand(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    # As systemd stops a service: SIGTERM to every process of the worker's group. The
+    # reply process ignores it and stops when the worker says so, after the reply it
+    # has in hand; a later run sends each remaining reply once.
+    for n in range(1, 11):
+        body = f"Please send me the Teams link for 10 December.\n\nResident {n}"
+        dovecot.append("INBOX", request(n, f"R{n} <r{n}@residents.example>", "Hi", body))
+    config = write_config(tmp_path, dovecot, smtpd)
+    config.write_text(
+        config.read_text().replace("[worker]\n", "[worker]\nreply_process_from = 1\n")
+    )
+    smtpd.file_sent_copy = lambda raw: time.sleep(0.3)  # a slow server, before each 250
+    worker = subprocess.Popen(
+        cli_command(config, "run", "--now", "2026-12-01T09:00:00+00:00"),
+        env=cli_env(),
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert wait_for(lambda: len(smtpd.messages) >= 1, 20), "no reply went out"
+    finally:
+        os.killpg(worker.pid, signal.SIGTERM)
+        _, stderr = worker.communicate(timeout=30)
+    assert worker.returncode == 0, stderr
+    sent_then = len(smtpd.messages)
+    assert sent_then < 10, "the reply process went on sending after the stop"
+    assert "the reply process failed" not in stderr
+
+    smtpd.file_sent_copy = None
+    once = subprocess.run(
+        cli_command(config, "run", "--once", "--now", "2026-12-01T09:00:00+00:00"),
+        env=cli_env(),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert once.returncode == 0, once.stderr
+    recipients = sorted(m.rcpt_tos[0] for m in smtpd.messages)
+    assert recipients == sorted(f"r{n}@residents.example" for n in range(1, 11))
