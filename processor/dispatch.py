@@ -94,15 +94,25 @@ def dispatch_calendar(svc: Services, report: CycleReport) -> None:
 
 
 def current_event(svc: Services, meeting: Meeting) -> EventRef:
-    """The meeting's event, created (same transactionId on a retry) or brought up to date."""
+    """The meeting's event, created or brought up to date if need be, and saved."""
+    event = updated_event(svc, meeting)
+    if event is None:
+        known = svc.store.event(meeting.id)
+        assert known is not None  # updated_event found it current
+        return known[0]
+    svc.store.save_event(meeting.id, event, meeting_fingerprint(meeting))
+    return event
+
+
+def updated_event(svc: Services, meeting: Meeting) -> EventRef | None:
+    """The meeting's event created (same transactionId on a retry) or brought up to
+    date at Graph when the store has none or a stale one, not yet saved; None when
+    the store's is current."""
     assert svc.calendar is not None
     known = svc.store.event(meeting.id)
-    fingerprint = meeting_fingerprint(meeting)
-    if known is not None and known[1] == fingerprint:
-        return known[0]
-    event = svc.calendar.ensure_event(meeting, known[0] if known else None)
-    svc.store.save_event(meeting.id, event, fingerprint)
-    return event
+    if known is not None and known[1] == meeting_fingerprint(meeting):
+        return None
+    return svc.calendar.ensure_event(meeting, known[0] if known else None)
 
 
 def refresh_changed_events(svc: Services, report: CycleReport, skip: set[str]) -> None:
@@ -175,11 +185,12 @@ class ReplySession:
     def send_due(self) -> None:
         if self.halted or self.svc.stop.is_set():
             return
-        if not self.settled:  # what a crashed session's journal says was accepted
+        first = not self.settled
+        if first:  # what a crashed session's journal says was accepted
             self.svc.store.settle_sent(self.journal.pending())
             self.journal.clear()
             self.settled = True
-        due = self.svc.store.due_outbox(self.svc.clock(), ("reply",))
+        due = self.svc.store.due_outbox(self.svc.clock(), ("reply",), leftovers=first)
         items = [item for item in due if item.id not in self._handled]
         self._handled.update(item.id for item in items)
         try:

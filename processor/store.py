@@ -319,14 +319,18 @@ class Store:
         with self.transaction() as db:
             return insert_outbox(db, message_id, item, _iso(utcnow())) == 1
 
-    def due_outbox(self, now: datetime, kinds: Sequence[str]) -> list[OutboxItem]:
-        """Pending rows that are due, rows left `sending` by a crash (in doubt), and
-        replies `sent` whose Sent copy a crash kept from being filed."""
+    def due_outbox(
+        self, now: datetime, kinds: Sequence[str], *, leftovers: bool = True
+    ) -> list[OutboxItem]:
+        """Pending rows that are due; with `leftovers`, also rows left `sending` by a
+        crash (in doubt) and replies `sent` whose Sent copy a crash kept from being
+        filed. A sending session takes those once: later it would only read back its
+        own rows, payloads and all, at every batch of decisions."""
         marks = ",".join("?" for _ in kinds)
+        others = " OR state IN ('sending', 'sent')" if leftovers else ""
         rows = self.db.execute(
             f"SELECT * FROM outbox WHERE kind IN ({marks}) AND "
-            "((state = 'pending' AND next_attempt_at <= ?) OR state IN ('sending', 'sent')) "
-            "ORDER BY id",
+            f"((state = 'pending' AND next_attempt_at <= ?){others}) ORDER BY id",
             (*kinds, _iso(now)),
         ).fetchall()
         return [_outbox(r) for r in rows]

@@ -19,7 +19,12 @@ from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from processor.dispatch import CALENDAR_KINDS, dispatch_calendar, meeting_fingerprint
+from processor.dispatch import (
+    CALENDAR_KINDS,
+    dispatch_calendar,
+    meeting_fingerprint,
+    updated_event,
+)
 from processor.errors import PermanentError, TransientError
 from processor.ports import EventRef
 from processor.store import Store
@@ -68,11 +73,7 @@ class TeamsAlongside:
 
     def wait(self) -> None:
         """Until the thread is done (the update, if asked for); its error, raised."""
-        if self._thread is None:
-            return
-        self._leaving.set()
-        self._wake.set()
-        self._thread.join()
+        self._end()
         if self._errors:
             raise self._errors[0]
 
@@ -84,7 +85,11 @@ class TeamsAlongside:
     ) -> None:
         if exc_type is None:
             self.wait()
-        elif self._thread is not None:
+        else:
+            self._end()
+
+    def _end(self) -> None:
+        if self._thread is not None:
             self._leaving.set()
             self._wake.set()
             self._thread.join()
@@ -116,13 +121,12 @@ class TeamsAlongside:
         for meeting_id in svc.store.meetings_due(svc.clock(), CALENDAR_KINDS) - self._seen:
             self._seen.add(meeting_id)
             meeting = svc.config.meeting(meeting_id)
-            known = svc.store.event(meeting_id)
-            fingerprint = meeting_fingerprint(meeting) if meeting else ""
-            if meeting is None or (known is not None and known[1] == fingerprint):
+            if meeting is None:
                 continue
             try:
-                event = svc.calendar.ensure_event(meeting, known[0] if known else None)
+                event = updated_event(svc, meeting)
             except (TransientError, PermanentError) as exc:
                 log.info("could not get the Teams event of %s ready: %s", meeting_id, exc)
                 continue
-            self._ready[meeting_id] = (event, fingerprint)
+            if event is not None:
+                self._ready[meeting_id] = (event, meeting_fingerprint(meeting))

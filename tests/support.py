@@ -6,6 +6,8 @@ import json
 import os
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import format_datetime
@@ -109,6 +111,34 @@ def request(n: int, sender: str, subject: str, body: str, **headers: str) -> byt
         message[name.replace("_", "-")] = value
     message.set_content(body)
     return message.as_bytes()
+
+
+def online_request(n: int) -> bytes:
+    """Resident n asks for the Teams link (Message-ID <e2e-n@residents.example>)."""
+    return request(
+        n,
+        f"Resident {n} <resident{n}@residents.example>",
+        "Committee",
+        f"Please send me the Teams link for the 10 December meeting.\n\nResident {n}",
+    )
+
+
+def start_cli(config: Path, *args: str, faults: str = "", **popen: Any) -> subprocess.Popen[str]:
+    """The CLI running in the background; its stderr kept for assertion messages."""
+    options: dict[str, Any] = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE}
+    return subprocess.Popen(
+        cli_command(config, *args), env=cli_env(faults), text=True, **{**options, **popen}
+    )
+
+
+def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
+    """Whether `condition` came true within `seconds` (looked at every 20 ms)."""
+    deadline = time.monotonic() + seconds
+    while not condition():
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.02)
+    return True
 
 
 def cli_command(config: Path, *args: str) -> list[str]:

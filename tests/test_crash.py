@@ -17,11 +17,11 @@ from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
 from tests.support import (
     NOW,
-    cli_command,
-    cli_env,
+    online_request,
     request,
     run_cli,
     staff_log,
+    start_cli,
     write_config,
 )
 
@@ -32,35 +32,22 @@ KILL_POINTS = [(p, 1 if p in ONCE_A_CYCLE else 2) for p in POINTS if p != "under
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("reply_process", [False, True], ids=["after-deciding", "reply-process"])
 @pytest.mark.parametrize(("point", "nth"), KILL_POINTS)
 def test_it_gives_one_reply_and_one_invite_after_a_kill_at(
     point: str,
     nth: int,
+    reply_process: bool,
     tmp_path: Path,
     dovecot: Dovecot,
     smtpd: SmtpServer,
     graph_fake: GraphFake,
 ) -> None:
-    result = named_point_scenario(tmp_path, dovecot, smtpd, graph_fake, point, nth)
-    assert result.kills >= 1, f"the worker never reached {point}"
-    assert result == Tally(0, 0, 0, 0, result.kills)
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize(("point", "nth"), KILL_POINTS)
-def test_it_gives_one_reply_and_one_invite_after_a_kill_at_with_a_reply_process(
-    point: str,
-    nth: int,
-    tmp_path: Path,
-    dovecot: Dovecot,
-    smtpd: SmtpServer,
-    graph_fake: GraphFake,
-) -> None:
-    # Plain SMTP, replies sent from the reply process while the worker decides: a kill
-    # of the worker must not cost a reply twice, nor a kill at a point the reply
-    # process passes (it takes the worker down with it).
+    # Plain SMTP, replies sent after deciding or from the reply process while the
+    # worker decides: a kill of the worker must not cost a reply twice, nor a kill at
+    # a point the reply process passes (it takes the worker down with it).
     result = named_point_scenario(
-        tmp_path, dovecot, smtpd, graph_fake, point, nth, reply_process=True
+        tmp_path, dovecot, smtpd, graph_fake, point, nth, reply_process=reply_process
     )
     assert result.kills >= 1, f"the worker never reached {point}"
     assert result == Tally(0, 0, 0, 0, result.kills)
@@ -99,7 +86,8 @@ def test_a_killed_workers_reply_process_journals_the_reply_in_hand_and_sends_no_
     # killed. Its reply process has that reply in hand: it must see it through (the
     # server takes it), journal it, send nothing more, and keep the store locked until
     # it has exited, so that no new worker sends beside it.
-    append_online(dovecot, range(1, 7))
+    for n in range(1, 7):
+        dovecot.append("INBOX", online_request(n))
     config = scenario_config(tmp_path, dovecot, smtpd, None, False, reply_process=True)
     in_hand, release = threading.Event(), threading.Event()
 
@@ -109,12 +97,7 @@ def test_a_killed_workers_reply_process_journals_the_reply_in_hand_and_sends_no_
             release.wait(20)
 
     smtpd.file_sent_copy = hold_the_second
-    worker = subprocess.Popen(
-        cli_command(config, "run", "--once", "--now", NOW),
-        env=cli_env(),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    worker = start_cli(config, "run", "--once", "--now", NOW, stderr=subprocess.DEVNULL)
     assert in_hand.wait(30), "the second reply never reached the server"
     worker.kill()
     worker.wait(timeout=10)
@@ -137,7 +120,8 @@ def test_a_killed_workers_reply_process_journals_the_reply_in_hand_and_sends_no_
 def test_a_failed_reply_process_fails_the_cycle_and_the_next_sends_each_reply_once(
     tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
 ) -> None:
-    append_online(dovecot, range(1, 4))
+    for n in range(1, 4):
+        dovecot.append("INBOX", online_request(n))
     config = scenario_config(tmp_path, dovecot, smtpd, None, False, reply_process=True)
 
     failed = run_cli(config, "run", "--once", "--now", NOW, faults="after_send=raise:")
@@ -196,7 +180,8 @@ def test_a_reply_sent_before_a_kill_is_not_resent_and_gets_one_sent_copy(
     # still `sending` in the store and its Sent copy not yet filed (copies go in one
     # MULTIAPPEND per group), so only the journal knows. The next run must file that
     # copy once and send nothing again.
-    append_online(dovecot, range(1, 4))
+    for n in range(1, 4):
+        dovecot.append("INBOX", online_request(n))
     config = write_config(tmp_path, dovecot, smtpd)
 
     killed = run_cli(config, "run", "--once", "--now", NOW, faults="after_send=kill:1")
@@ -210,10 +195,3 @@ def test_a_reply_sent_before_a_kill_is_not_resent_and_gets_one_sent_copy(
     assert len(sent_ids) == 3 == len(set(sent_ids))
     assert len(dovecot.uids("Sent")) == 3
     assert {row["reply_sent"] for row in staff_log(config).values()} == {True}
-
-
-def append_online(dovecot: Dovecot, numbers: range) -> None:
-    """Requests to attend online from residents `numbers`, in the inbox."""
-    for n in numbers:
-        sender = f"Resident {n} <resident{n}@residents.example>"
-        dovecot.append("INBOX", request(n, sender, "Attending", "Online please, 10 December."))

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import time
 from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,22 +13,14 @@ from tests.plugins.smtpd import ReceivedMessage, SmtpServer
 from tests.support import (
     NOW,
     ORGANISER,
-    cli_command,
-    cli_env,
+    online_request,
     request,
     run_cli,
     staff_log,
+    start_cli,
+    wait_for,
     write_config,
 )
-
-
-def online(n: int) -> bytes:
-    return request(
-        n,
-        f"Resident {n} <resident{n}@residents.example>",
-        "Committee",
-        f"Please send me the Teams link for the 10 December meeting.\n\nResident {n}",
-    )
 
 
 def attendee_adds(graph: GraphFake) -> Counter[str]:
@@ -51,7 +41,7 @@ def test_it_invites_online_residents_once_and_removes_on_cancel(
     tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, graph_fake: GraphFake
 ) -> None:
     for n in range(1, 4):
-        dovecot.append("INBOX", online(n))
+        dovecot.append("INBOX", online_request(n))
     dovecot.append(
         "INBOX",
         request(
@@ -112,7 +102,7 @@ def test_it_costs_three_graph_requests_for_fifty_registrations_in_one_cycle(
     tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, graph_fake: GraphFake
 ) -> None:
     for n in range(1, 51):
-        dovecot.append("INBOX", online(n))
+        dovecot.append("INBOX", online_request(n))
     config = write_config(tmp_path, dovecot, smtpd, graph_fake)
 
     result = run_cli(config, "run", "--once", "--now", NOW)
@@ -132,7 +122,7 @@ def test_it_rides_out_throttling_and_conflicts_without_losing_or_doubling_anyone
     tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, graph_fake: GraphFake
 ) -> None:
     for n in range(1, 6):
-        dovecot.append("INBOX", online(n))
+        dovecot.append("INBOX", online_request(n))
     config = write_config(tmp_path, dovecot, smtpd, graph_fake)
     graph_fake.fail_next(429, times=2, retry_after=1, method="PATCH")
     graph_fake.conflict_next(1)
@@ -147,7 +137,7 @@ def test_it_rides_out_throttling_and_conflicts_without_losing_or_doubling_anyone
 
     # A storm longer than the worker waits inline: the change waits in the outbox.
     for n in range(6, 9):
-        dovecot.append("INBOX", online(n))
+        dovecot.append("INBOX", online_request(n))
     graph_fake.fail_next(503, times=50, retry_after=60, method="PATCH")
     result = run_cli(config, "run", "--once", "--now", NOW)
     assert result.returncode == 0, result.stderr
@@ -163,7 +153,7 @@ def test_it_rides_out_throttling_and_conflicts_without_losing_or_doubling_anyone
 def test_it_moves_the_teams_event_when_the_meeting_changes_in_config(
     tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, graph_fake: GraphFake
 ) -> None:
-    dovecot.append("INBOX", online(1))
+    dovecot.append("INBOX", online_request(1))
     config = write_config(tmp_path, dovecot, smtpd, graph_fake)
     assert run_cli(config, "run", "--once", "--now", NOW).returncode == 0
     config.write_text(
@@ -192,21 +182,13 @@ def test_it_gets_the_teams_event_ready_while_deciding_and_answers_a_cycle_alike(
     # join link): one cycle answers alike, whatever the Teams thread's timing. The next
     # cycle's reply carries the link.
     for n in (1, 2, 3):
-        dovecot.append("INBOX", online(n))
+        dovecot.append("INBOX", online_request(n))
     config = write_config(tmp_path, dovecot, smtpd, graph_fake, mailbox_extra="fetch_chunk = 1")
     config.write_text(
         config.read_text().replace("[worker]\n", "[worker]\nunderstand_timeout = 3.0\n")
     )
-    worker = subprocess.Popen(
-        cli_command(config, "run", "--once", "--now", NOW),
-        env=cli_env("understand=hang:e2e-2"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 20
-    while not graph_fake.requests("POST", "/events") and time.monotonic() < deadline:
-        time.sleep(0.02)
+    worker = start_cli(config, "run", "--once", "--now", NOW, faults="understand=hang:e2e-2")
+    wait_for(lambda: bool(graph_fake.requests("POST", "/events")), 20)
     created_while_deciding = worker.poll() is None and not staff_log_has(config, 3)
     _, stderr = worker.communicate(timeout=30)
     assert worker.returncode == 0, stderr
@@ -220,7 +202,7 @@ def test_it_gets_the_teams_event_ready_while_deciding_and_answers_a_cycle_alike(
         assert "You are registered" in texts[f"resident{n}@residents.example"]
         assert join_url not in texts[f"resident{n}@residents.example"]
 
-    dovecot.append("INBOX", online(4))
+    dovecot.append("INBOX", online_request(4))
     result = run_cli(config, "run", "--once", "--now", NOW)
     assert result.returncode == 0, result.stderr
     assert join_url in plain_text(smtpd.messages[-1])

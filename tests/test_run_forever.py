@@ -6,23 +6,13 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
-from tests.support import cli_command, cli_env, request, write_config
-
-
-def wait_for(condition: Callable[[], bool], seconds: float) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
+from tests.support import cli_command, cli_env, request, start_cli, wait_for, write_config
 
 
 @pytest.mark.parametrize(("idle", "poll"), [(True, 300), (False, 1)])
@@ -35,12 +25,7 @@ def test_it_answers_mail_that_arrives_while_running_and_stops_on_sigterm(
     config.write_text(
         config.read_text().replace("[worker]\n", f"[worker]\npoll_seconds = {poll}\n")
     )
-    worker = subprocess.Popen(
-        cli_command(config, "run", "--now", "2026-12-01T09:00:00+00:00"),
-        env=cli_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    worker = start_cli(config, "run", "--now", "2026-12-01T09:00:00+00:00")
     try:
         time.sleep(1.0)  # the first cycle (an empty inbox) is done and, with IDLE, waiting
         dovecot.append(
@@ -75,13 +60,7 @@ def test_sigterm_to_the_worker_and_its_reply_process_stops_both_after_the_reply_
         config.read_text().replace("[worker]\n", "[worker]\nreply_process_from = 1\n")
     )
     smtpd.file_sent_copy = lambda raw: time.sleep(0.3)  # a slow server, before each 250
-    worker = subprocess.Popen(
-        cli_command(config, "run", "--now", "2026-12-01T09:00:00+00:00"),
-        env=cli_env(),
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    worker = start_cli(config, "run", "--now", "2026-12-01T09:00:00+00:00", start_new_session=True)
     try:
         assert wait_for(lambda: len(smtpd.messages) >= 1, 20), "no reply went out"
     finally:

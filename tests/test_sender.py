@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -20,7 +18,7 @@ from processor.services import CycleReport, build_services
 from tests.crashkit import scenario_config
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
-from tests.support import NOW, cli_command, cli_env, request, staff_log, write_config
+from tests.support import NOW, request, staff_log, start_cli, wait_for, write_config
 
 
 @pytest.mark.parametrize("sending", ["exchange", "reply-process", "plain-smtp-small-cycle"])
@@ -51,16 +49,8 @@ def test_it_sends_replies_alongside_deciding_where_a_250_is_recorded_at_once(
         config.read_text().replace("[worker]\n", "[worker]\nunderstand_timeout = 5.0\n")
     )
 
-    worker = subprocess.Popen(
-        cli_command(config, "run", "--once", "--now", NOW),
-        env=cli_env("understand=hang:e2e-2"),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    deadline = time.monotonic() + 20
-    while not smtpd.messages and time.monotonic() < deadline:
-        time.sleep(0.02)
+    worker = start_cli(config, "run", "--once", "--now", NOW, faults="understand=hang:e2e-2")
+    wait_for(lambda: bool(smtpd.messages), 20)
     with sqlite3.connect(tmp_path / "store.sqlite3") as db:  # at once: no CLI start-up
         decided_then = {
             row[0]
