@@ -190,8 +190,9 @@ class ReplySession:
             self.svc.store.settle_sent(self.journal.pending())
             self.journal.clear()
             self.settled = True
-        due = self.svc.store.due_outbox(self.svc.clock(), ("reply",), leftovers=first)
-        items = [item for item in due if item.id not in self._handled]
+        items = self.svc.store.due_outbox(
+            self.svc.clock(), ("reply",), leftovers=first, skip=self._handled
+        )
         self._handled.update(item.id for item in items)
         try:
             if items:

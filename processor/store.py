@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterator, Sequence
+from collections.abc import Container, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,6 +20,9 @@ from processor.models import Occupancy, Registration
 from processor.ports import EventRef
 from processor.records import DecisionRecord, NewOutboxItem, OutboxItem, StoredMessage
 from processor.schema import MIGRATIONS
+
+# Ids per `IN (...)` list: well inside SQLite's limit on a statement's parameters.
+_IDS_PER_QUERY = 500
 
 
 def utcnow() -> datetime:
@@ -324,20 +327,40 @@ class Store:
             return insert_outbox(db, message_id, item, _iso(utcnow())) == 1
 
     def due_outbox(
-        self, now: datetime, kinds: Sequence[str], *, leftovers: bool = True
+        self,
+        now: datetime,
+        kinds: Sequence[str],
+        *,
+        leftovers: bool = True,
+        skip: Container[int] = (),
     ) -> list[OutboxItem]:
         """Pending rows that are due; with `leftovers`, also rows left `sending` by a
         crash (in doubt) and replies `sent` whose Sent copy a crash kept from being
         filed. A sending session takes those once: later it would only read back its
-        own rows, payloads and all, at every batch of decisions."""
+        own rows at every batch of decisions.
+
+        Rows whose ids are in `skip` (a session's own, already in hand) are left out
+        before their payloads are read: a sending session behind a busy worker would
+        otherwise read every waiting reply again at each batch of decisions."""
         marks = ",".join("?" for _ in kinds)
         others = " OR state IN ('sending', 'sent')" if leftovers else ""
-        rows = self.db.execute(
-            f"SELECT * FROM outbox WHERE kind IN ({marks}) AND "
-            f"((state = 'pending' AND next_attempt_at <= ?){others}) ORDER BY id",
-            (*kinds, _iso(now)),
-        ).fetchall()
-        return [_outbox(r) for r in rows]
+        due = f"kind IN ({marks}) AND ((state = 'pending' AND next_attempt_at <= ?){others})"
+        params = (*kinds, _iso(now))
+        ids = [
+            row[0]
+            for row in self.db.execute(f"SELECT id FROM outbox WHERE {due} ORDER BY id", params)
+            if row[0] not in skip
+        ]
+        items: list[OutboxItem] = []
+        for start in range(0, len(ids), _IDS_PER_QUERY):
+            part = ids[start : start + _IDS_PER_QUERY]
+            rows = self.db.execute(
+                f"SELECT * FROM outbox WHERE id IN ({','.join('?' for _ in part)}) AND {due} "
+                "ORDER BY id",
+                (*part, *params),
+            )
+            items.extend(_outbox(row) for row in rows)
+        return items
 
     def meetings_due(self, now: datetime, kinds: Sequence[str]) -> set[str]:
         """The meetings that pending rows of these kinds, due now, are for."""

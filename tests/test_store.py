@@ -25,6 +25,7 @@ from processor.models import (
     request_from_json,
     request_to_json,
 )
+from processor.records import NewOutboxItem
 from processor.store import Store, upsert_registration
 
 
@@ -212,4 +213,30 @@ def test_what_every_cycle_looks_up_per_message_uses_an_index(tmp_path: Path) -> 
         plan = [row[3] for row in store.db.execute(f"EXPLAIN QUERY PLAN {statement}")]
         scans = [step for step in plan if step.startswith("SCAN") and "INDEX" not in step]
         assert scans == [], (statement, plan)
+    store.close()
+
+
+def test_a_sending_session_is_not_given_back_the_rows_it_holds(tmp_path: Path) -> None:
+    # A session behind a busy worker asks again at every batch of decisions: the rows
+    # already in its hands are left out, past the 500 ids one query takes.
+    store = Store(tmp_path / "s.sqlite3")
+    now = datetime(2026, 11, 30, 12, tzinfo=UTC)
+    for n in range(1200):
+        _keep(store, n, str(n))
+        store.enqueue(
+            NewOutboxItem(
+                f"reply:<{n}.r@council.example>", "reply", f"r{n}@example.org", None, b"x"
+            ),
+            f"<kept-{n}@residents.example>",
+        )
+    every = store.due_outbox(now, ("reply",), leftovers=False)
+    held = {item.id for item in every[:1100]}
+
+    rest = store.due_outbox(now, ("reply",), leftovers=False, skip=held)
+
+    assert len(every) == 1200
+    assert [item.id for item in rest] == [item.id for item in every[1100:]]
+    assert rest[0].payload == b"x"
+    store.claim([rest[0].id])  # no longer due: not given even when not held
+    assert len(store.due_outbox(now, ("reply",), leftovers=False, skip=held)) == 99
     store.close()
