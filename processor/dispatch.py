@@ -234,6 +234,8 @@ class ReplySession:
                     sender=svc.config.committee.address,
                     recipient=item.recipient,
                     message_id=reply_id(item),
+                    # The last reply's line on disk before this one can be accepted.
+                    before_content=self.journal.wait_durable,
                 )
             except (TransientError, PermanentError) as exc:
                 self.report.errors.append(f"reply {item.idempotency_key}: {exc}")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from email.message import EmailMessage
 from email.policy import SMTP
@@ -31,7 +31,15 @@ class GraphConnection:
         raw = message.as_bytes(policy=SMTP)
         self.send_raw(raw, sender="", recipient="", message_id=str(message["Message-ID"]))
 
-    def send_raw(self, raw: bytes, *, sender: str, recipient: str, message_id: str) -> None:
+    def send_raw(
+        self,
+        raw: bytes,
+        *,
+        sender: str,
+        recipient: str,
+        message_id: str,
+        before_content: Callable[[], None] | None = None,
+    ) -> None:
         # The JSON form would rebuild the message and drop In-Reply-To, References and
         # Auto-Submitted; the MIME form sends our bytes as they are (recipients from
         # its header). Exchange saves a copy in Sent Items (MIME form cannot turn that
@@ -39,6 +47,8 @@ class GraphConnection:
         raw = base64.b64encode(raw)
         if len(raw) > MAX_MIME_BYTES:
             raise PermanentError(f"message is {len(raw)} bytes encoded; sendMail takes 4 MB")
+        if before_content is not None:
+            before_content()
         self._client.request(
             "POST",
             f"/users/{self._user}/sendMail",

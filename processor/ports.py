@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -69,9 +69,20 @@ class Connection(Protocol):
         """Hand the message over; recipients are its To header."""
         ...
 
-    def send_raw(self, raw: bytes, *, sender: str, recipient: str, message_id: str) -> None:
+    def send_raw(
+        self,
+        raw: bytes,
+        *,
+        sender: str,
+        recipient: str,
+        message_id: str,
+        before_content: Callable[[], None] | None = None,
+    ) -> None:
         """Hand over a message already flattened (CRLF line ends), as it is, to one
-        recipient from `sender` (the SMTP envelope); `message_id` names it in errors."""
+        recipient from `sender` (the SMTP envelope); `message_id` names it in errors.
+
+        `before_content` is called once, just before the server is handed what it could
+        accept: after SMTP's envelope, before its DATA."""
         ...
 
 

@@ -18,9 +18,13 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from processor.config import SmtpConfig
 from processor.errors import ConfigError, PermanentError, TransientError
+
+if TYPE_CHECKING:
+    from _typeshed import ReadableBuffer
 
 
 def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -81,10 +85,30 @@ def _translate(exc: Exception, where: str) -> TransientError | PermanentError:
 _CAUGHT = (smtplib.SMTPException, OSError)
 
 
+class _SMTP(smtplib.SMTP):
+    """smtplib's SMTP, with a call between the envelope (MAIL, RCPT) and DATA."""
+
+    before_data: Callable[[], None] | None = None
+    before_data_failure: BaseException | None = None
+
+    def data(self, msg: ReadableBuffer | str) -> tuple[int, bytes]:
+        if self.before_data is not None:
+            try:
+                self.before_data()
+            except BaseException as exc:
+                self.before_data_failure = exc
+                raise
+        return super().data(msg)
+
+
+class _SMTP_SSL(smtplib.SMTP_SSL, _SMTP):
+    """The same, over implicit TLS."""
+
+
 class _SmtpConnection:
     """One open SMTP session; `send` may be called many times."""
 
-    def __init__(self, smtp: smtplib.SMTP, where: str) -> None:
+    def __init__(self, smtp: _SMTP, where: str) -> None:
         self._smtp = smtp
         self._where = where
 
@@ -97,13 +121,26 @@ class _SmtpConnection:
             # Some recipients took it, so a retry would send it twice: staff decide.
             raise PermanentError(f"sent {message['Message-ID']}, but refused for {refused}")
 
-    def send_raw(self, raw: bytes, *, sender: str, recipient: str, message_id: str) -> None:
+    def send_raw(
+        self,
+        raw: bytes,
+        *,
+        sender: str,
+        recipient: str,
+        message_id: str,
+        before_content: Callable[[], None] | None = None,
+    ) -> None:
         # An address beyond ASCII needs SMTPUTF8 (RFC 6531); a server without it refuses.
         options = [] if sender.isascii() and recipient.isascii() else ["SMTPUTF8"]
+        self._smtp.before_data = before_content
         try:
             self._smtp.sendmail(sender, [recipient], raw, mail_options=options)
         except _CAUGHT as exc:
+            if exc is self._smtp.before_data_failure:
+                raise  # ours, not the server's: the message was never handed over
             raise _translate(exc, f"sending {message_id} via {self._where}") from exc
+        finally:
+            self._smtp.before_data = self._smtp.before_data_failure = None
 
 
 class SmtpTransport:
@@ -128,15 +165,15 @@ class SmtpTransport:
             except _CAUGHT:
                 smtp.close()
 
-    def _open(self) -> smtplib.SMTP:
+    def _open(self) -> _SMTP:
         cfg = self.config
         try:
             if cfg.security == "ssl":
-                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                smtp: _SMTP = _SMTP_SSL(
                     cfg.host, cfg.port, timeout=cfg.timeout, context=ssl_context(cfg.ca_file)
                 )
             else:
-                smtp = smtplib.SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
+                smtp = _SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
         except _CAUGHT as exc:
             raise _translate(exc, f"connecting to {self.where}") from exc
         try:
@@ -152,7 +189,7 @@ class SmtpTransport:
             raise
         return smtp
 
-    def _login(self, smtp: smtplib.SMTP) -> None:
+    def _login(self, smtp: _SMTP) -> None:
         cfg = self.config
         if cfg.auth == "oauth2":
             if self.token_provider is None:
@@ -195,8 +232,18 @@ class _FileConnection:
         message_id = str(message.get("Message-ID", ""))
         self.send_raw(message.as_bytes(), sender="", recipient="", message_id=message_id)
 
-    def send_raw(self, raw: bytes, *, sender: str, recipient: str, message_id: str) -> None:
+    def send_raw(
+        self,
+        raw: bytes,
+        *,
+        sender: str,
+        recipient: str,
+        message_id: str,
+        before_content: Callable[[], None] | None = None,
+    ) -> None:
         """The file is the message as sent; its header names the recipient."""
+        if before_content is not None:
+            before_content()
         target = self._folder / eml_name(message_id, datetime.now(UTC))
         try:
             # Write beside the target, then rename: a reader never sees half a message.

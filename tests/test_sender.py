@@ -119,3 +119,40 @@ def test_a_cycle_that_sends_nothing_keeps_the_journal_of_a_crashed_one(
     assert journal.pending() == ["reply:<accepted-before-a-crash@council.example>"]
     svc.mailbox.close()
     svc.store.close()
+
+
+def test_each_reply_is_handed_over_only_once_the_last_ones_line_is_on_disk(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The journal syncs on a thread of its own while the next envelope goes out; the
+    # session must wait for it before the next content, so that at most one accepted
+    # reply is ever not yet on disk (journal.py).
+    seen: list[tuple[int, int, int]] = []  # (replies accepted, lines, lines on disk)
+
+    class Watched(SentJournal):
+        def wait_durable(self) -> None:
+            super().wait_durable()
+            seen.append((len(smtpd.messages), self._written, self._durable))
+
+    monkeypatch.setattr("processor.dispatch.SentJournal", Watched)
+    for n in (1, 2, 3):
+        sender = f"Resident {n} <resident{n}@residents.example>"
+        dovecot.append("INBOX", request(n, sender, "Hi", "Online please, 10 December."))
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "secret")
+    svc = build_services(
+        load_config(write_config(tmp_path, dovecot, smtpd)),
+        clock=lambda: datetime.fromisoformat(NOW),
+    )
+    smtpd.stop()  # decided and queued, not sent
+    run_cycle(svc)
+    smtpd.start()
+
+    session = ReplySession(svc, CycleReport())
+    session.send_due()
+    session.close(done=True)
+
+    # Before each reply's content, and at the close.
+    assert seen == [(0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 3, 3)]
+    assert len(smtpd.messages) == 3
+    svc.mailbox.close()
+    svc.store.close()

@@ -318,3 +318,51 @@ def test_it_reports_an_unwritable_folder_as_permanent(tmp_path: Path) -> None:
         FileTransport(blocker / "x").connect(),
     ):
         pass
+
+
+def test_it_calls_before_content_once_the_envelope_is_taken(smtpd: SmtpServer) -> None:
+    # The reply sender puts its last journal line on disk here (journal.py): after the
+    # server took the recipient, before it has anything it could accept.
+    raw = _message(1).as_bytes()
+    calls: list[int] = []
+    smtpd.fail_next(1, "550 5.1.1 No such user", stage="rcpt")
+    with SmtpTransport(_config(smtpd)).connect() as connection:
+        with pytest.raises(PermanentError, match="550"):
+            connection.send_raw(
+                raw,
+                sender="committee@example.gov.uk",
+                recipient="nobody@example.org",
+                message_id="<reply-1@example.gov.uk>",
+                before_content=lambda: calls.append(-1),
+            )
+        connection.send_raw(
+            raw,
+            sender="committee@example.gov.uk",
+            recipient="resident@example.org",
+            message_id="<reply-1@example.gov.uk>",
+            before_content=lambda: calls.append(len(smtpd.messages)),
+        )
+
+    assert calls == [0]  # not for the refused recipient; before the message arrived
+    assert [m.rcpt_tos for m in smtpd.messages] == [("resident@example.org",)]
+
+
+def test_a_failing_before_content_hands_nothing_over_and_is_not_the_servers_fault(
+    smtpd: SmtpServer,
+) -> None:
+    def disk_failed() -> None:
+        raise OSError(5, "Input/output error")
+
+    with (
+        SmtpTransport(_config(smtpd)).connect() as connection,
+        pytest.raises(OSError, match="Input/output error") as raised,
+    ):
+        connection.send_raw(
+            _message(1).as_bytes(),
+            sender="committee@example.gov.uk",
+            recipient="resident@example.org",
+            message_id="<reply-1@example.gov.uk>",
+            before_content=disk_failed,
+        )
+    assert not isinstance(raised.value, TransientError | PermanentError)
+    assert smtpd.messages == []
