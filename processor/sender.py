@@ -2,9 +2,10 @@
 
 The main thread commits a batch of decisions and pokes; the sender sends whatever is
 due by then over the cycle's one SMTP connection and waits for the next poke. Each
-group it sends goes to a filing thread, which files the Sent copies (one MULTIAPPEND)
-and marks the rows done. Deciding is CPU, sending waits on the SMTP server and filing
-on the IMAP server, so the three overlap instead of adding up (bench/backlog.py).
+group it sends goes to the filing threads (two IMAP sessions, FILING_CONNECTIONS), one
+of which files the group's Sent copies (one MULTIAPPEND) and marks its rows done.
+Deciding is CPU, sending waits on the SMTP server and filing on the IMAP server, so
+the three overlap instead of adding up (bench/backlog.py).
 
 Each thread has its own SQLite connection and mailbox session: none of these may be
 shared between threads. The sender only ever sees committed decisions, and every send
@@ -50,6 +51,17 @@ SWITCH_INTERVAL = 0.00002  # seconds
 # switch this often costs the process more CPU than it saves waiting
 # (bench/backlog.py: 1 ms beat both 20 us and the default 5 ms).
 REPLY_PROCESS_SWITCH_INTERVAL = 0.001  # seconds
+# IMAP sessions filing the Sent copies. The server writes and syncs a file per copy
+# (Dovecot's maildir), one copy at a time per session: with one session, the filing
+# fell behind the sending once a reply no longer waited for its journal line's fsync
+# (bench/backlog.py).
+FILING_CONNECTIONS = 2
+
+
+def files_own_copies(svc: Services) -> bool:
+    """Whether the server keeps the Sent copies itself (Graph, Exchange Online's SMTP
+    with `smtp.server_files_sent`, the file transport): nothing for us to file."""
+    return isinstance(svc.transport, KeepsSentCopies) or svc.config.smtp.server_files_sent
 
 
 def overlap_is_safe(svc: Services) -> bool:
@@ -62,7 +74,7 @@ def overlap_is_safe(svc: Services) -> bool:
     back to Python to write it; alongside a busy deciding thread that takes long enough
     for a kill to land in between (bench/crash_matrix.py saw it).
     """
-    return isinstance(svc.transport, KeepsSentCopies) or svc.config.smtp.server_files_sent
+    return files_own_copies(svc)
 
 
 class RepliesAlongside:
@@ -97,7 +109,7 @@ class RepliesAlongside:
         self._errors: list[BaseException] = []
         self._settled = False  # a sending session read the old journal into the store
         self._sending: threading.Thread | None = None
-        self._filing: threading.Thread | None = None
+        self._filing: list[threading.Thread] = []
         self._process: ReplyProcess | None = None
         self._interval = sys.getswitchinterval()
 
@@ -110,10 +122,13 @@ class RepliesAlongside:
             self._process = ReplyProcess(svc)
             return self
         sys.setswitchinterval(self._switch_interval)
-        self._filing = threading.Thread(
-            target=self._guarded(self._file), name="filing", daemon=True
-        )
-        self._filing.start()
+        filers = 1 if files_own_copies(svc) else FILING_CONNECTIONS
+        self._filing = [
+            threading.Thread(target=self._guarded(self._file), name="filing", daemon=True)
+            for _ in range(filers)
+        ]
+        for thread in self._filing:
+            thread.start()
         if self._threads:
             self._sending = threading.Thread(
                 target=self._guarded(self._send), name="replies", daemon=True
@@ -140,7 +155,7 @@ class RepliesAlongside:
         if self._process is not None:
             self._process.finish(self._report, send_rest=send_rest, stop=self._svc.stop)
             return
-        if self._filing is None:
+        if not self._filing:
             if send_rest:
                 dispatch_replies(self._svc, self._report)
             return
@@ -152,9 +167,15 @@ class RepliesAlongside:
             elif send_rest:
                 self._send_here()
         finally:
-            self._copies.put(None)  # after the last group queued
-            self._filing.join()
+            for _ in self._filing:  # one end for each, after the last group queued
+                self._copies.put(None)
+            for thread in self._filing:
+                thread.join()
             sys.setswitchinterval(self._interval)
+        # Spent when a session read the old journal into the store and every line it
+        # wrote since is done; otherwise the next session settles what it holds.
+        if self._settled and not self._errors:
+            SentJournal(self._svc.store.path).clear()
         if self._errors and exc_type is None:
             raise self._errors[0]
 
@@ -209,7 +230,3 @@ class RepliesAlongside:
     def _file(self, svc: Services) -> None:
         while (items := self._copies.get()) is not None:
             file_sent_copies(svc, items)
-        # Spent when a session read the old journal into the store and every line it
-        # wrote since is done; otherwise the next session settles what it holds.
-        if self._settled and not self._errors:
-            SentJournal(svc.store.path).clear()

@@ -13,12 +13,20 @@ from processor.dispatch import ReplySession, file_sent_copies
 from processor.journal import SentJournal
 from processor.pipeline import run_cycle
 from processor.records import OutboxItem
-from processor.sender import RepliesAlongside
-from processor.services import CycleReport, build_services
+from processor.sender import FILING_CONNECTIONS, RepliesAlongside
+from processor.services import CycleReport, FixedClock, build_services
 from tests.crashkit import scenario_config
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
-from tests.support import NOW, request, staff_log, start_cli, wait_for, write_config
+from tests.support import (
+    NOW,
+    online_request,
+    request,
+    staff_log,
+    start_cli,
+    wait_for,
+    write_config,
+)
 
 
 @pytest.mark.parametrize("sending", ["exchange", "reply-process", "plain-smtp-small-cycle"])
@@ -154,5 +162,39 @@ def test_each_reply_is_handed_over_only_once_the_last_ones_line_is_on_disk(
     # Before each reply's content, and at the close.
     assert seen == [(0, 0, 0), (1, 1, 1), (2, 2, 2), (3, 3, 3)]
     assert len(smtpd.messages) == 3
+    svc.mailbox.close()
+    svc.store.close()
+
+
+def test_a_large_cycle_files_each_sent_copy_once_over_two_sessions(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Three groups of replies from the reply process, filed by FILING_CONNECTIONS
+    # threads side by side; the journal is spent only once all of them are done.
+    assert FILING_CONNECTIONS == 2
+    client = dovecot.client()
+    client.multiappend("INBOX", [online_request(n) for n in range(1, 121)])
+    client.logout()
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "secret")
+    svc = build_services(
+        load_config(write_config(tmp_path, dovecot, smtpd)),
+        clock=FixedClock(datetime.fromisoformat(NOW)),  # the reply process's too
+    )
+
+    report = run_cycle(svc)
+
+    assert report.replies_sent == 120
+    client = dovecot.client()
+    client.select_folder("Sent", readonly=True)
+    headers = client.fetch(client.search("ALL"), ["BODY.PEEK[HEADER.FIELDS (MESSAGE-ID)]"])
+    client.logout()
+    filed = [data[b"BODY[HEADER.FIELDS (MESSAGE-ID)]"] for data in headers.values()]
+    sent = {m.message["Message-ID"] for m in smtpd.messages}
+    assert len(filed) == 120
+    assert {line.decode().split(":", 1)[1].strip() for line in filed} == sent
+    states = svc.store.db.execute("SELECT DISTINCT state FROM outbox WHERE kind = 'reply'")
+    assert [row[0] for row in states] == ["done"]
+    assert SentJournal(svc.store.path).pending() == []
+    assert not SentJournal(svc.store.path).path.exists()
     svc.mailbox.close()
     svc.store.close()
