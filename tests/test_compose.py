@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from dataclasses import replace
 from datetime import UTC, datetime
 from email import message_from_bytes
@@ -14,13 +15,17 @@ from typing import Any, get_args
 from zoneinfo import ZoneInfo
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from jinja2 import UndefinedError
 
 from processor.compose import (
+    _PLAIN_ADDRESS,
     LOOP_HEADER,
     REPLY_KINDS,
     WIRE,
     ComposedReply,
+    _addr_spec,
     build_context,
     compose_reply,
     format_when,
@@ -715,3 +720,31 @@ def test_a_staff_rejection_lets_no_header_in_either(subject: str, name: str) -> 
     assert parsed["In-Reply-To"] == "<request-1@example.org>"
     assert parsed["Auto-Submitted"] == "auto-replied"
     assert "Bins are on 0300 123 4567." in _text(parsed)
+
+
+def _one_line_in_general(value: str, limit: int) -> str:
+    """`one_line` without its ASCII shortcut: what it must agree with."""
+    cleaned = "".join(
+        " " if unicodedata.category(ch).startswith("C") or ch.isspace() else ch for ch in value
+    )
+    return " ".join(cleaned.split())[:limit].strip()
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.characters(max_codepoint=127), max_size=60), st.integers(1, 80))
+def test_the_ascii_shortcut_cleans_a_line_as_the_general_rule_does(value: str, limit: int) -> None:
+    assert one_line(value, limit) == _one_line_in_general(value, limit)
+
+
+@pytest.mark.parametrize("code", [*range(32), 127])
+def test_every_ascii_control_character_becomes_a_space(code: int) -> None:
+    assert one_line(f"a{chr(code)}b\n", 80) == _one_line_in_general(f"a{chr(code)}b\n", 80)
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.from_regex(_PLAIN_ADDRESS, fullmatch=True))
+def test_a_plain_address_is_written_as_the_header_parser_writes_it(address: str) -> None:
+    # The shortcut takes only what the parser would write unchanged; anything else
+    # still goes through the parser (and its checks).
+    assert Address(addr_spec=address).addr_spec == address
+    assert _addr_spec(f" {address} ") == address
