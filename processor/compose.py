@@ -348,7 +348,13 @@ def _text_part(subtype: str, content: str, **params: str) -> Part:
         ("Content-Type", content_type),
         ("Content-Transfer-Encoding", encoding),
     ]
-    return headers, _NEWLINE.sub("\r\n", payload).encode("ascii")
+    return headers, _crlf(payload).encode("ascii")
+
+
+def _crlf(text: str) -> str:
+    """Every line end as CRLF: a `replace` where there are only LFs (the templates'
+    output, nearly always), a tenth of the regular expression's cost."""
+    return _NEWLINE.sub("\r\n", text) if "\r" in text else text.replace("\n", "\r\n")
 
 
 def _multipart(

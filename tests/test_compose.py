@@ -26,6 +26,7 @@ from processor.compose import (
     WIRE,
     ComposedReply,
     _addr_spec,
+    _crlf,
     build_context,
     compose_reply,
     format_when,
@@ -748,3 +749,9 @@ def test_a_plain_address_is_written_as_the_header_parser_writes_it(address: str)
     # still goes through the parser (and its checks).
     assert Address(addr_spec=address).addr_spec == address
     assert _addr_spec(f" {address} ") == address
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(alphabet=st.sampled_from("ab \r\n\t="), max_size=40))
+def test_line_ends_become_crlf_as_the_regular_expression_makes_them(text: str) -> None:
+    assert _crlf(text) == re.sub(r"\r\n|\r|\n", "\r\n", text)
