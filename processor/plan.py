@@ -7,7 +7,7 @@ the registration and the outbox rows commit together (see `Store.commit_decision
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 from datetime import datetime
 from email.message import EmailMessage
 
@@ -139,7 +139,7 @@ def decision_record(
     error: str | None = None,
     promotions: tuple[Registration, ...] = (),
 ) -> DecisionRecord:
-    evidence = [asdict(e) for e in request.evidence] if request else []
+    evidence = [vars(e) for e in request.evidence] if request else []  # flat: no deep copy
     return DecisionRecord(
         message_id=email.message_id,
         intent=request.intent if request else _intent_without_request(decision),
