@@ -241,7 +241,10 @@ class ReplySession:
                 self.report.errors.append(f"reply {item.idempotency_key}: {exc}")
                 record_failure(svc, [item], exc)
                 if isinstance(exc, TransientError):
-                    svc.store.unclaim([i.id for i in group[position + 1 :]])
+                    # Only what this session claimed: a row left in doubt by a crash
+                    # stays in doubt, to be looked for in Sent before it is sent.
+                    rest = group[position + 1 :]
+                    svc.store.unclaim([i.id for i in rest if i.state == "pending"])
                     self._file_copies(accepted)
                     return False
                 continue

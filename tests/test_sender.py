@@ -198,3 +198,35 @@ def test_a_large_cycle_files_each_sent_copy_once_over_two_sessions(
     assert not SentJournal(svc.store.path).path.exists()
     svc.mailbox.close()
     svc.store.close()
+
+
+def test_a_deferred_reply_leaves_a_reply_in_doubt_in_doubt(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # When the server defers a reply, the rest of its group goes back to `pending`:
+    # only the rows this session claimed. A row a crash left `sending` must stay in
+    # doubt, or the next cycle would send it without first looking for it in Sent.
+    for n in (1, 2, 3):
+        sender = f"Resident {n} <resident{n}@residents.example>"
+        dovecot.append("INBOX", request(n, sender, "Hi", "Online please, 10 December."))
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "secret")
+    svc = build_services(
+        load_config(write_config(tmp_path, dovecot, smtpd)),
+        clock=lambda: datetime.fromisoformat(NOW),
+    )
+    smtpd.stop()  # decided and queued, not sent
+    run_cycle(svc)
+    smtpd.start()
+    first, in_doubt, third = svc.store.due_outbox(datetime.fromisoformat(NOW), ("reply",))
+    svc.store.claim([in_doubt.id])  # as a session killed before its 250 leaves it
+    smtpd.fail_next(1, "451 4.3.0 Try again later")
+
+    session = ReplySession(svc, CycleReport())
+    session.send_due()
+    session.close(done=False)
+
+    states = dict(svc.store.db.execute("SELECT id, state FROM outbox WHERE kind = 'reply'"))
+    assert states == {first.id: "pending", in_doubt.id: "sending", third.id: "pending"}
+    assert smtpd.messages == []
+    svc.mailbox.close()
+    svc.store.close()
