@@ -14,6 +14,7 @@ from collections.abc import Container, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TypeVar
 
 from processor.locks import ProcessingLock, WriterLock
 from processor.models import Occupancy, Registration
@@ -21,8 +22,17 @@ from processor.ports import EventRef
 from processor.records import DecisionRecord, NewOutboxItem, OutboxItem, StoredMessage
 from processor.schema import MIGRATIONS
 
-# Ids per `IN (...)` list: well inside SQLite's limit on a statement's parameters.
-_IDS_PER_QUERY = 500
+_V = TypeVar("_V")
+
+# Values per `IN (...)` list: well inside SQLite's limit on a statement's parameters.
+_IN_LIST = 500
+
+
+def _in_lists(values: Sequence[_V]) -> Iterator[tuple[Sequence[_V], str]]:
+    """`values` a part at a time for `IN (...)`: each part and its placeholders."""
+    for start in range(0, len(values), _IN_LIST):
+        part = values[start : start + _IN_LIST]
+        yield part, ",".join("?" for _ in part)
 
 
 def utcnow() -> datetime:
@@ -188,11 +198,9 @@ class Store:
     def messages_at(self, sync_token: str, mailbox_keys: Sequence[str]) -> dict[str, StoredMessage]:
         """The stored messages last seen at these mailbox keys, by key (skips re-reading)."""
         found: dict[str, StoredMessage] = {}
-        for start in range(0, len(mailbox_keys), 500):
-            keys = mailbox_keys[start : start + 500]
+        for keys, marks in _in_lists(mailbox_keys):
             rows = self.db.execute(
-                f"SELECT {_STORED} FROM messages WHERE sync_token = ? "
-                f"AND mailbox_key IN ({','.join('?' for _ in keys)})",
+                f"SELECT {_STORED} FROM messages WHERE sync_token = ? AND mailbox_key IN ({marks})",
                 (sync_token, *keys),
             )
             found.update((row["mailbox_key"], _stored(row)) for row in rows)
@@ -352,11 +360,9 @@ class Store:
             if row[0] not in skip
         ]
         items: list[OutboxItem] = []
-        for start in range(0, len(ids), _IDS_PER_QUERY):
-            part = ids[start : start + _IDS_PER_QUERY]
+        for part, in_marks in _in_lists(ids):
             rows = self.db.execute(
-                f"SELECT * FROM outbox WHERE id IN ({','.join('?' for _ in part)}) AND {due} "
-                "ORDER BY id",
+                f"SELECT * FROM outbox WHERE id IN ({in_marks}) AND {due} ORDER BY id",
                 (*part, *params),
             )
             items.extend(_outbox(row) for row in rows)
