@@ -280,7 +280,7 @@ def file_sent_copies(svc: Services, items: Sequence[OutboxItem]) -> None:
     """
     if not items:
         return
-    if not (isinstance(svc.transport, KeepsSentCopies) or svc.config.smtp.server_files_sent):
+    if not files_own_copies(svc):
         unfiled = [
             item
             for item in items
@@ -291,6 +291,12 @@ def file_sent_copies(svc: Services, items: Sequence[OutboxItem]) -> None:
         except (TransientError, PermanentError) as exc:
             log.warning("could not file %d Sent copies: %s", len(unfiled), exc)
     svc.store.finish([item.id for item in items])
+
+
+def files_own_copies(svc: Services) -> bool:
+    """Whether the server keeps the Sent copies itself (Graph, Exchange Online's SMTP
+    with `smtp.server_files_sent`, the file transport): nothing for us to file."""
+    return isinstance(svc.transport, KeepsSentCopies) or svc.config.smtp.server_files_sent
 
 
 def reply_id(item: OutboxItem) -> str:

@@ -30,9 +30,13 @@ from dataclasses import replace
 from types import TracebackType
 from typing import TYPE_CHECKING
 
-from processor.dispatch import ReplySession, dispatch_replies, file_sent_copies
+from processor.dispatch import (
+    ReplySession,
+    dispatch_replies,
+    file_sent_copies,
+    files_own_copies,
+)
 from processor.journal import SentJournal
-from processor.ports import KeepsSentCopies
 from processor.records import OutboxItem
 from processor.reply_process import ReplyProcess
 from processor.store import Store
@@ -56,12 +60,6 @@ REPLY_PROCESS_SWITCH_INTERVAL = 0.001  # seconds
 # fell behind the sending once a reply no longer waited for its journal line's fsync
 # (bench/backlog.py).
 FILING_CONNECTIONS = 2
-
-
-def files_own_copies(svc: Services) -> bool:
-    """Whether the server keeps the Sent copies itself (Graph, Exchange Online's SMTP
-    with `smtp.server_files_sent`, the file transport): nothing for us to file."""
-    return isinstance(svc.transport, KeepsSentCopies) or svc.config.smtp.server_files_sent
 
 
 def overlap_is_safe(svc: Services) -> bool:
