@@ -14,7 +14,7 @@ from processor.journal import SentJournal
 from processor.pipeline import run_cycle
 from processor.records import OutboxItem
 from processor.sender import FILING_CONNECTIONS, RepliesAlongside
-from processor.services import CycleReport, FixedClock, build_services
+from processor.services import CycleReport, FixedClock, Services, build_services
 from tests.crashkit import scenario_config
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
@@ -82,17 +82,7 @@ def test_a_reply_whose_copy_waits_to_be_filed_is_not_sent_again(
     # The filing thread marks a row done only after its Sent copy is filed; until then
     # the row is `sending` in the store, as a crash would leave it. The sending thread
     # comes back for each new batch of decisions, and must not take it for one in doubt.
-    for n in (1, 2):
-        sender = f"Resident {n} <resident{n}@residents.example>"
-        dovecot.append("INBOX", request(n, sender, "Hi", "Online please, 10 December."))
-    monkeypatch.setenv("TEST_IMAP_PASSWORD", "secret")
-    svc = build_services(
-        load_config(write_config(tmp_path, dovecot, smtpd)),
-        clock=lambda: datetime.fromisoformat(NOW),
-    )
-    smtpd.stop()  # decided and queued, not sent
-    run_cycle(svc)
-    smtpd.start()
+    svc = _queued_replies(2, tmp_path, dovecot, smtpd, monkeypatch)
 
     waiting: list[OutboxItem] = []  # a filing thread that has not got to them yet
     session = ReplySession(svc, CycleReport(), file_copies=waiting.extend)
@@ -143,17 +133,7 @@ def test_each_reply_is_handed_over_only_once_the_last_ones_line_is_on_disk(
             seen.append((len(smtpd.messages), self._written, self._durable))
 
     monkeypatch.setattr("processor.dispatch.SentJournal", Watched)
-    for n in (1, 2, 3):
-        sender = f"Resident {n} <resident{n}@residents.example>"
-        dovecot.append("INBOX", request(n, sender, "Hi", "Online please, 10 December."))
-    monkeypatch.setenv("TEST_IMAP_PASSWORD", "secret")
-    svc = build_services(
-        load_config(write_config(tmp_path, dovecot, smtpd)),
-        clock=lambda: datetime.fromisoformat(NOW),
-    )
-    smtpd.stop()  # decided and queued, not sent
-    run_cycle(svc)
-    smtpd.start()
+    svc = _queued_replies(3, tmp_path, dovecot, smtpd, monkeypatch)
 
     session = ReplySession(svc, CycleReport())
     session.send_due()
@@ -206,17 +186,7 @@ def test_a_deferred_reply_leaves_a_reply_in_doubt_in_doubt(
     # When the server defers a reply, the rest of its group goes back to `pending`:
     # only the rows this session claimed. A row a crash left `sending` must stay in
     # doubt, or the next cycle would send it without first looking for it in Sent.
-    for n in (1, 2, 3):
-        sender = f"Resident {n} <resident{n}@residents.example>"
-        dovecot.append("INBOX", request(n, sender, "Hi", "Online please, 10 December."))
-    monkeypatch.setenv("TEST_IMAP_PASSWORD", "secret")
-    svc = build_services(
-        load_config(write_config(tmp_path, dovecot, smtpd)),
-        clock=lambda: datetime.fromisoformat(NOW),
-    )
-    smtpd.stop()  # decided and queued, not sent
-    run_cycle(svc)
-    smtpd.start()
+    svc = _queued_replies(3, tmp_path, dovecot, smtpd, monkeypatch)
     first, in_doubt, third = svc.store.due_outbox(datetime.fromisoformat(NOW), ("reply",))
     svc.store.claim([in_doubt.id])  # as a session killed before its 250 leaves it
     smtpd.fail_next(1, "451 4.3.0 Try again later")
@@ -230,3 +200,26 @@ def test_a_deferred_reply_leaves_a_reply_in_doubt_in_doubt(
     assert smtpd.messages == []
     svc.mailbox.close()
     svc.store.close()
+
+
+def _queued_replies(
+    count: int,
+    tmp_path: Path,
+    dovecot: Dovecot,
+    smtpd: SmtpServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> Services:
+    """A worker's services after a cycle that decided `count` online requests and
+    queued their replies, with the SMTP server down so none went out."""
+    for n in range(1, count + 1):
+        sender = f"Resident {n} <resident{n}@residents.example>"
+        dovecot.append("INBOX", request(n, sender, "Hi", "Online please, 10 December."))
+    monkeypatch.setenv("TEST_IMAP_PASSWORD", "secret")
+    svc = build_services(
+        load_config(write_config(tmp_path, dovecot, smtpd)),
+        clock=lambda: datetime.fromisoformat(NOW),
+    )
+    smtpd.stop()
+    run_cycle(svc)
+    smtpd.start()
+    return svc
