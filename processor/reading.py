@@ -16,6 +16,7 @@ from inscriptis import get_text
 from inscriptis.model.config import ParserConfig
 from mailparser_reply import EmailReplyParser
 
+from processor.addrspec import ATOM, PLAIN_ADDR_SPEC
 from processor.models import InboundEmail
 
 # A body this long is already more than any resident writes; beyond it we would only
@@ -36,9 +37,7 @@ _OUTLOOK_HEADER_RE = re.compile(
 _PARSED_HEADERS = frozenset({"from", "reply-to", "subject"})
 # An address header the full parser would give back as it is: atoms for a name, one
 # dot-atom address with a dotted domain, no quotes, comments, groups or encoded words.
-_ATOM = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+"
-_ADDR_SPEC = rf"{_ATOM}(?:\.{_ATOM})*@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*"
-_SIMPLE_ADDRESS = re.compile(rf"(?:(?:{_ATOM} )+<{_ADDR_SPEC}>|{_ADDR_SPEC})")
+_SIMPLE_ADDRESS = re.compile(rf"(?:(?:{ATOM} )+<{PLAIN_ADDR_SPEC}>|{PLAIN_ADDR_SPEC})")
 _HTML_CONFIG = ParserConfig(display_links=False, display_images=False)
 _REPLY_PARSER = EmailReplyParser(languages=["en"])
 _ON_WROTE_RE = re.compile(r"^\s*On\b[^\n]{0,200}(?:\n[^\n]{0,200})?\bwrote:\s*$", re.MULTILINE)
