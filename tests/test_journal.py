@@ -24,6 +24,20 @@ def _syncs(monkeypatch: pytest.MonkeyPatch, path: Path) -> list[int]:
     return sizes
 
 
+def test_the_sent_journal_keeps_whole_lines_until_cleared(tmp_path: Path) -> None:
+    journal = SentJournal(tmp_path / "s.sqlite3")
+    assert journal.pending() == []
+    journal.record("reply:<a@x>")
+    journal.record("reply:<b@x>")
+    journal.close()
+    with journal.path.open("a") as handle:
+        handle.write("reply:<c@")  # a write cut short by a crash names nothing
+    assert SentJournal(tmp_path / "s.sqlite3").pending() == ["reply:<a@x>", "reply:<b@x>"]
+    journal.clear()
+    assert journal.pending() == []
+    assert not journal.path.exists()
+
+
 def test_a_line_is_written_at_once_and_on_disk_once_waited_for(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

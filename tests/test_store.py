@@ -16,7 +16,6 @@ from pathlib import Path
 import pytest
 
 from processor.errors import LockHeldError
-from processor.journal import SentJournal
 from processor.models import (
     Evidence,
     Occupancy,
@@ -98,20 +97,6 @@ def test_a_nested_transaction_undoes_only_its_own_writes_and_commits_with_the_ou
     assert store.sync_token("lost") is None
     assert _row_count(path) == 1
     store.close()
-
-
-def test_the_sent_journal_keeps_whole_lines_until_cleared(tmp_path: Path) -> None:
-    journal = SentJournal(tmp_path / "s.sqlite3")
-    assert journal.pending() == []
-    journal.record("reply:<a@x>")
-    journal.record("reply:<b@x>")
-    journal.close()
-    with journal.path.open("a") as handle:
-        handle.write("reply:<c@")  # a write cut short by a crash names nothing
-    assert SentJournal(tmp_path / "s.sqlite3").pending() == ["reply:<a@x>", "reply:<b@x>"]
-    journal.clear()
-    assert journal.pending() == []
-    assert not journal.path.exists()
 
 
 def test_a_request_keeps_every_field_through_its_json() -> None:
