@@ -217,7 +217,7 @@ class ReplySession:
         accepted: list[OutboxItem] = []
         for position, item in enumerate(group):
             if svc.stop.is_set():  # told to stop, or the worker died: no more new sends
-                svc.store.unclaim([i.id for i in group[position:] if i.state == "pending"])
+                self._give_back(group[position:])
                 self._file_copies(accepted)
                 return False
             if item.state == "sent":
@@ -241,10 +241,7 @@ class ReplySession:
                 self.report.errors.append(f"reply {item.idempotency_key}: {exc}")
                 record_failure(svc, [item], exc)
                 if isinstance(exc, TransientError):
-                    # Only what this session claimed: a row left in doubt by a crash
-                    # stays in doubt, to be looked for in Sent before it is sent.
-                    rest = group[position + 1 :]
-                    svc.store.unclaim([i.id for i in rest if i.state == "pending"])
+                    self._give_back(group[position + 1 :])
                     self._file_copies(accepted)
                     return False
                 continue
@@ -254,6 +251,11 @@ class ReplySession:
             self.report.replies_sent += 1
         self._file_copies(accepted)
         return True
+
+    def _give_back(self, rest: Sequence[OutboxItem]) -> None:
+        """Unclaim the rows of `rest` this session claimed. A row a crash left in doubt
+        stays in doubt, to be looked for in Sent before it is sent."""
+        self.svc.store.unclaim([item.id for item in rest if item.state == "pending"])
 
     def _connect(self) -> Connection:
         if self._connection is None:
