@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import ssl
 import threading
 from collections.abc import Mapping
-from functools import lru_cache
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import msal
-import requests
-import requests.adapters
 
 from processor.config import GraphConfig
 from processor.errors import ConfigError, PermanentError, TransientError
+
+# msal and requests take a tenth of a second to import: only a process that asks for a
+# token pays for them.
+if TYPE_CHECKING:
+    import msal
+    import requests
 
 # Exchange Online's resource for IMAP/SMTP XOAUTH2 with client credentials (learn.microsoft.com,
 # "Authenticate an IMAP, POP or SMTP connection using OAuth", client credentials grant flow).
@@ -48,68 +47,12 @@ def graph_scope(base_url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}/.default"
 
 
-class _TimedHttpClient:
-    """msal's HttpClient over a requests.Session, with a timeout on every call."""
-
-    def __init__(self, session: requests.Session, timeout: float) -> None:
-        self._session = session
-        self._timeout = timeout
-
-    def post(self, url: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self._timeout)
-        return self._session.post(url, **kwargs)
-
-    def get(self, url: str, **kwargs: Any) -> requests.Response:
-        kwargs.setdefault("timeout", self._timeout)
-        return self._session.get(url, **kwargs)
-
-    def close(self) -> None:
-        self._session.close()
-
-
-class _TrustAdapter(requests.adapters.HTTPAdapter):
-    """Verifies servers against an SSLContext (system store plus a private CA)."""
-
-    def __init__(self, context: ssl.SSLContext) -> None:
-        self._context = context
-        super().__init__()
-
-    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
-        kwargs["ssl_context"] = self._context
-        super().init_poolmanager(*args, **kwargs)
-
-
-def default_session(ca_file: Path | None) -> requests.Session:
-    """A Session trusting the system store, plus `ca_file` when configured.
-
-    `session.verify = ca_file` would not do: it replaces the system store, and requests
-    lets REQUESTS_CA_BUNDLE override a Session's verify (psf/requests#3829). A CA bundle
-    named by REQUESTS_CA_BUNDLE is still added per request, as the contract promises.
-    """
-    session = requests.Session()
-    if ca_file is not None:
-        session.mount("https://", _TrustAdapter(_trust_context(ca_file)))
-    return session
-
-
-@lru_cache(maxsize=4)
-def _trust_context(ca_file: Path) -> ssl.SSLContext:
-    """One context per CA file and process, shared by its sessions: loading the system
-    store takes about 60 ms, and the worker has a session for tokens and one for Graph."""
-    context = ssl.create_default_context()
-    try:
-        context.load_verify_locations(cafile=str(ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError("graph.ca_file", f"cannot load CA certificate {ca_file}: {exc}") from exc
-    return context
-
-
 class TokenProvider:
     """One msal ConfidentialClientApplication per process; its cache serves repeat requests."""
 
     def __init__(self, config: GraphConfig, http_client: requests.Session | None = None) -> None:
         self._config = config
-        self._session = http_client or default_session(config.ca_file)
+        self._session = http_client  # or a default one, made with the app
         self._app: msal.ConfidentialClientApplication | None = None
         self._lock = threading.Lock()
 
@@ -119,6 +62,8 @@ class TokenProvider:
 
     def token(self, scope: str) -> str:
         """An access token for `scope` (e.g. graph_scope, OUTLOOK_SCOPE)."""
+        import requests
+
         try:
             result = self._application().acquire_token_for_client(scopes=[scope])
         except requests.RequestException as exc:
@@ -138,7 +83,13 @@ class TokenProvider:
             return self._app
 
     def _build(self) -> msal.ConfidentialClientApplication:
+        import msal
+        import requests
+
+        from processor.https import TimedHttpClient, default_session
+
         config = self._config
+        session = self._session or default_session(config.ca_file)
         host = (urlsplit(config.authority).hostname or "").lower()
         extra: dict[str, Any] = {}
         if host not in MICROSOFT_AUTHORITY_HOSTS:
@@ -150,7 +101,7 @@ class TokenProvider:
                 config.client_id,
                 client_credential=credential,
                 authority=f"{config.authority}/{config.tenant_id}",
-                http_client=_TimedHttpClient(self._session, config.timeout),
+                http_client=TimedHttpClient(session, config.timeout),
                 **extra,
             )
         except requests.RequestException as exc:

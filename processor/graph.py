@@ -11,11 +11,12 @@ from urllib.parse import quote
 
 import requests
 
-from processor.auth import TokenProvider, default_session
+from processor.auth import TokenProvider
 from processor.config import Config, GraphConfig
 from processor.errors import PermanentError, ProcessorError, TransientError
 from processor.graph_dryrun import DryRunCalendar
 from processor.graph_events import EventRequests, new_attendees
+from processor.https import default_session
 from processor.models import Meeting
 from processor.ports import Attendee, Calendar, EventRef
 

@@ -165,7 +165,9 @@ def main() -> int:
     from processor.sender import REPLY_PROCESS_SWITCH_INTERVAL, RepliesAlongside
     from processor.services import CycleReport, build_services
 
-    svc = build_services(orders.config, clock=orders.clock)
+    # No calendar: the Teams update is the worker's, and Graph's modules would only
+    # slow this process's start.
+    svc = build_services(orders.config, clock=orders.clock, calendar=False)
     report = CycleReport()
     failure = None
     try:

@@ -142,8 +142,11 @@ def require_secrets(config: Config) -> None:
         config.graph.client_secret.reveal()
 
 
-def build_services(config: Config, clock: Callable[[], datetime] | None = None) -> Services:
-    """Every adapter the config asks for, sharing one msal application per process."""
+def build_services(
+    config: Config, clock: Callable[[], datetime] | None = None, *, calendar: bool = True
+) -> Services:
+    """Every adapter the config asks for, sharing one msal application per process;
+    without the Teams calendar when `calendar` is False (the reply process)."""
     require_secrets(config)
     provider = TokenProvider(config.graph)  # builds its msal app lazily, on first use
     tokens = outlook_tokens(config, provider)
@@ -157,7 +160,7 @@ def build_services(config: Config, clock: Callable[[], datetime] | None = None) 
         store=Store(config.storage.path),
         mailbox=build_mailbox(config, tokens),
         transport=build_transport(config, tokens, provider),
-        calendar=build_calendar(config, provider),
+        calendar=build_calendar(config, provider) if calendar else None,
         clock=clock or utc_now,
         reopen=reopen,
     )

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 import sqlite3
+import subprocess
+import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -16,6 +20,7 @@ from processor.records import OutboxItem
 from processor.sender import FILING_CONNECTIONS, RepliesAlongside
 from processor.services import CycleReport, FixedClock, Services, build_services
 from tests.crashkit import scenario_config
+from tests.graphfake import GraphFake
 from tests.plugins.dovecot import Dovecot
 from tests.plugins.smtpd import SmtpServer
 from tests.support import (
@@ -200,6 +205,45 @@ def test_a_deferred_reply_leaves_a_reply_in_doubt_in_doubt(
     assert smtpd.messages == []
     svc.mailbox.close()
     svc.store.close()
+
+
+# What the reply process builds, in a fresh interpreter: which of Graph's libraries it
+# had to import (sys.modules), printed as JSON.
+_IMPORTED = """
+import json, sys
+from pathlib import Path
+from processor.config import load_config
+from processor.services import build_services
+svc = build_services(load_config(Path(sys.argv[1])), calendar=sys.argv[2] == "with")
+print(json.dumps(sorted(m for m in ("jinja2", "msal", "requests") if m in sys.modules)))
+"""
+
+
+@pytest.mark.parametrize(
+    ("calendar", "imported"), [("with", ["jinja2", "requests"]), ("without", [])]
+)
+def test_the_reply_process_starts_without_graphs_libraries(
+    calendar: str,
+    imported: list[str],
+    tmp_path: Path,
+    dovecot: Dovecot,
+    smtpd: SmtpServer,
+    graph_fake: GraphFake,
+) -> None:
+    # The reply process (calendar=False) sends over SMTP and files over IMAP: the
+    # tenth of a second that msal, requests and the Teams templates take to import is
+    # spent only by the worker, and msal's only when it first asks for a token.
+    config = write_config(tmp_path, dovecot, smtpd, graph_fake)
+    env = {**os.environ, "TEST_IMAP_PASSWORD": "secret"}
+    result = subprocess.run(
+        [sys.executable, "-c", _IMPORTED, str(config), calendar],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == imported
 
 
 def _queued_replies(
