@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from email.parser import BytesHeaderParser
 
@@ -24,6 +24,9 @@ DELETED = b"\\Deleted"
 TRANSIENT_CODES = (b"[UNAVAILABLE]", b"[INUSE]", b"[LIMIT]", b"[SERVERBUG]")
 # Exchange Online answers this when it throttles or a backend is moving; it clears.
 EXCHANGE_NOT_CONNECTED = b"User is authenticated but not connected"
+# A UID set per command at most this long: RFC 7162 section 4 asks clients to keep
+# command lines under 8192 octets.
+MAX_SET_CHARS = 4000
 
 
 def _buffered(client: IMAPClient) -> bool:
@@ -43,6 +46,35 @@ def _buffered(client: IMAPClient) -> bool:
         return False
     finally:
         sock.settimeout(timeout)
+
+
+def uid_sets(uids: Iterable[int], most: int = MAX_SET_CHARS) -> Iterator[str]:
+    """`uids` as RFC 3501 sequence sets ("3:7,9"), none longer than `most` characters.
+
+    A range holds only UIDs given, every integer between its ends being one of them,
+    so no other message (one that came in since, or one left \\Deleted) is ever named.
+    A backlog's UIDs mostly run on: its moves are a command or two, not one a hundred.
+    """
+    ranges: list[str] = []
+    length = 0
+    for first, last in _runs(sorted(set(uids))):
+        text = str(first) if first == last else f"{first}:{last}"
+        if ranges and length + 1 + len(text) > most:
+            yield ",".join(ranges)
+            ranges, length = [], 0
+        length += len(text) + (1 if ranges else 0)
+        ranges.append(text)
+    if ranges:
+        yield ",".join(ranges)
+
+
+def _runs(ordered: Sequence[int]) -> Iterator[tuple[int, int]]:
+    """(first, last) of each run of consecutive integers in `ordered`."""
+    start = 0
+    for end in range(1, len(ordered) + 1):
+        if end == len(ordered) or ordered[end] != ordered[end - 1] + 1:
+            yield ordered[start], ordered[end - 1]
+            start = end
 
 
 def _chunks(refs: Sequence[MessageRef], size: int) -> Iterator[list[MessageRef]]:
@@ -156,8 +188,7 @@ class ImapMailbox:
         with self._translated(f"moving messages to {folder}"):
             self._ensure_folder(client, folder)
             use_move = client.has_capability("MOVE")
-            for chunk in _chunks(refs, self._config.fetch_chunk):
-                uids = [int(ref.key) for ref in chunk]
+            for uids in uid_sets(int(ref.key) for ref in refs):
                 if use_move:
                     client.move(uids, folder)
                 else:
@@ -350,7 +381,7 @@ class ImapMailbox:
                 raise
 
     @staticmethod
-    def _copy_and_expunge(client: IMAPClient, uids: list[int], folder: str) -> None:
+    def _copy_and_expunge(client: IMAPClient, uids: str, folder: str) -> None:
         # RFC 6851's fallback for servers without MOVE. UID EXPUNGE (RFC 4315) removes
         # only these messages; without UIDPLUS a plain EXPUNGE also removes any other
         # \Deleted message, which its owner had already asked for.

@@ -12,9 +12,11 @@ from pathlib import Path
 from urllib.parse import parse_qs
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from processor.errors import PermanentError, TransientError
-from processor.imap import ImapMailbox
+from processor.imap import ImapMailbox, uid_sets
 from processor.ports import MessageRef
 from tests.plugins.dovecot import Dovecot, MakeDovecot, mailbox_config
 
@@ -142,16 +144,42 @@ def test_it_moves_to_processed_creating_the_folder(dovecot: Dovecot, mailbox: Im
     assert dovecot.uids("Review") == []
 
 
-def test_it_moves_to_review_in_chunks(dovecot: Dovecot, tmp_path: Path) -> None:
+@pytest.mark.parametrize("server_moves", [True, False])
+def test_a_move_names_only_the_messages_given(
+    server_moves: bool, make_dovecot: MakeDovecot, tmp_path: Path
+) -> None:
+    # Five UIDs in a row, the middle one not ours to move: the UID set is "1:2,4:5",
+    # never "1:5". Both with MOVE and with the COPY fallback.
+    server = make_dovecot(**({} if server_moves else {"imap_capability": CAPABILITIES}))
     for n in range(5):
-        dovecot.append("INBOX", message(n))
-    box = ImapMailbox(make_config(dovecot, tmp_path, fetch_chunk=2))
+        server.append("INBOX", message(n))
+    box = ImapMailbox(make_config(server, tmp_path))
+    refs = box.list_messages()
 
-    box.move(box.list_messages(), "review")
+    box.move([*refs[:2], *refs[3:]], "review")
 
-    assert box.list_messages() == []
-    assert len(dovecot.uids("Review")) == 5
+    assert server.uids("INBOX") == [int(refs[2].key)]
+    assert len(server.uids("Review")) == 4
     box.close()
+
+
+def test_uid_sets_run_consecutive_uids_together() -> None:
+    assert list(uid_sets([9, 5, 3, 4, 6, 7, 1, 4])) == ["1,3:7,9"]
+    assert list(uid_sets([])) == []
+    assert list(uid_sets([10, 12, 14], most=5)) == ["10,12", "14"]
+
+
+@given(st.sets(st.integers(1, 300)), st.integers(8, 40))
+def test_uid_sets_name_each_uid_given_and_no_other(uids: set[int], most: int) -> None:
+    sets = list(uid_sets(uids, most=most))
+
+    named: list[int] = []
+    for text in sets:
+        assert len(text) <= most
+        for part in text.split(","):
+            first, _, last = part.partition(":")
+            named += range(int(first), int(last or first) + 1)
+    assert named == sorted(uids)
 
 
 def test_it_moves_with_copy_and_expunge_when_the_server_lacks_move(
