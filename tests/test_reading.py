@@ -7,11 +7,23 @@ import email
 import email.policy
 import hashlib
 from pathlib import Path
+from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from mailparser_reply import EmailReplyParser
 
 from processor.reading import _PARSED_HEADERS as PARSED
-from processor.reading import _decoded_header, _needs_parsing, read_message
+from processor.reading import (
+    _SIMPLE_ADDRESS,
+    _address,
+    _decoded_header,
+    _needs_parsing,
+    _parsed_address,
+    read_message,
+    read_replies,
+)
 
 
 def test_it_synthesises_a_message_id_from_the_content_hash() -> None:
@@ -220,3 +232,54 @@ def test_the_header_shortcut_agrees_with_the_parser_on_the_shared_corpus(
     for n, value in _header_values(paths):
         if not _needs_parsing(n, value):
             assert " ".join(_decoded_header(n, value).split()) == " ".join(value.split()), value
+
+
+def _replies(parsed: Any) -> list[tuple[str, str, str, str, list[str]]]:
+    return [(r.content, r.body, r.headers, r.signatures, r.disclaimers) for r in parsed.replies]
+
+
+# Lines that mail-parser-reply's header, disclaimer and signature patterns look for.
+_REPLY_LINES = st.sampled_from(
+    [
+        "On Mon, 1 Dec 2025 at 10:00, Clerk <clerk@council.example> wrote:",
+        "From: Clerk <clerk@council.example>",
+        "Sent: Monday, 1 December 2025 10:00",
+        "-----Original Message-----",
+        "> quoted line",
+        "--",
+        "Sent from my iPhone",
+        "Kind regards,",
+        "This email and any attachments are confidential.",
+        "I'd like to attend on 10 December online please.",
+        "",
+    ]
+)
+
+
+@given(st.lists(st.one_of(_REPLY_LINES, st.text(max_size=40)), max_size=12))
+def test_replies_read_with_patterns_built_once_are_the_librarys_own(lines: list[str]) -> None:
+    text = "\n".join(lines)
+    assert _replies(read_replies(text)) == _replies(EmailReplyParser(languages=["en"]).read(text))
+
+
+def test_replies_read_with_patterns_built_once_agree_on_the_corpus() -> None:
+    corpus = sorted((Path(__file__).parent / "corpus").glob("*.eml"))
+    for path in corpus:
+        text = read_message(path.read_bytes()).text
+        assert _replies(read_replies(text)) == _replies(
+            EmailReplyParser(languages=["en"]).read(text)
+        ), path.name
+
+
+@given(st.from_regex(_SIMPLE_ADDRESS, fullmatch=True))
+def test_a_plain_address_is_split_as_getaddresses_splits_it(value: str) -> None:
+    # `Words <local@domain>` or a bare address, taken apart without the parser.
+    assert _address(value) == _parsed_address(value)
+
+
+def test_a_plain_from_line_gives_its_name_and_lower_cased_address() -> None:
+    assert _address("Resident 5 <Resident5@Residents.example>") == (
+        "Resident 5",
+        "resident5@residents.example",
+    )
+    assert _address("resident5@residents.example") == (None, "resident5@residents.example")
