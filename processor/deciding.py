@@ -35,6 +35,7 @@ from processor.plan import (
 from processor.ports import MessageRef
 from processor.reading import read_message
 from processor.records import NewOutboxItem, StoredMessage
+from processor.store import BatchUndone
 from processor.timelimit import time_limit
 from processor.understand import merge_requests, understand
 
@@ -109,10 +110,12 @@ def handle_chunk(
             break
         batch = first_tries[start : start + DECIDE_BATCH]
         understood = [understand_one(svc, stored, email, 0) for _, stored, email in batch]
-        with svc.store.transaction():
-            for (ref, stored, _), one in zip(batch, understood, strict=True):
-                done.append((ref, stored.message_id, decide_and_enqueue(svc, one)))
-                report.decided += 1
+        destinations = decide_batch(svc, understood)
+        done += [
+            (ref, stored.message_id, where)
+            for (ref, stored, _), where in zip(batch, destinations, strict=True)
+        ]
+        report.decided += len(destinations)
         committed()
     for ref, stored, email in retries:
         if svc.stop.is_set():
@@ -127,6 +130,22 @@ def handle_chunk(
         decided = svc.store.message(message_id)
         done.append((ref, message_id, decided.destination if decided else None))
     return done
+
+
+def decide_batch(svc: Services, batch: list[Understood]) -> list[str]:
+    """Steps 6 and 7 for a batch, committed together: where each message goes.
+
+    The batch is a `Store.batch()`, without a savepoint per decision. Should a
+    decision's writes fail part-way, the batch is undone and done again with one
+    savepoint each, so that only that message's writes are undone (and it is referred).
+    """
+    try:
+        with svc.store.batch():
+            return [decide_and_enqueue(svc, one) for one in batch]
+    except BatchUndone:
+        log.warning("a decision failed part-way; deciding its batch again, one by one")
+    with svc.store.transaction():
+        return [decide_and_enqueue(svc, one) for one in batch]
 
 
 def store_one(svc: Services, token: str, item: Fetched, email: InboundEmail) -> StoredMessage:

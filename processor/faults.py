@@ -21,6 +21,7 @@ from collections import Counter
 POINTS = (
     "after_store_raw",
     "understand",
+    "mid_decision",
     "after_decision",
     "after_calendar",
     "before_send",

@@ -155,6 +155,36 @@ def test_it_gives_bad_input_an_outcome_and_goes_on(
     }
 
 
+def test_a_decision_that_fails_part_way_is_undone_alone_and_referred(
+    tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
+) -> None:
+    # Its message row and registration are written, then the fault: its batch, decided
+    # without a savepoint each, is undone and decided again with them, so only its own
+    # writes are undone, and the messages around it are decided once.
+    for n, name in enumerate(("Ann", "Bea", "Cat", "Dee"), start=1):
+        body = f"I'd like to attend online on 10 December.\n\n{name}"
+        dovecot.append(
+            "INBOX", request(n, f"{name} <{name.lower()}@residents.example>", "Hi", body)
+        )
+    config = write_config(tmp_path, dovecot, smtpd)
+
+    result = run_cli(config, "run", "--once", "--now", NOW, faults="mid_decision=raise:e2e-2")
+    assert result.returncode == 0, result.stderr
+
+    assert "deciding its batch again" in result.stderr
+    by_sender = {row["sender"]: row for row in staff_log(config).values()}
+    assert by_sender["bea@residents.example"]["outcome"] == "referred"
+    assert "fault injected" in by_sender["bea@residents.example"]["reason"]
+    for sender in ("ann", "cat", "dee"):
+        assert by_sender[f"{sender}@residents.example"]["outcome"] == "confirmed"
+    with sqlite3.connect(tmp_path / "store.sqlite3") as db:
+        registered = [row[0] for row in db.execute("SELECT sender FROM registrations")]
+        queued = [row[0] for row in db.execute("SELECT recipient FROM outbox WHERE kind = 'reply'")]
+    assert sorted(registered) == [f"{s}@residents.example" for s in ("ann", "cat", "dee")]
+    assert sorted(queued) == sorted(registered)
+    assert sorted(m.rcpt_tos[0] for m in smtpd.messages) == sorted(registered)
+
+
 def test_it_refers_a_message_that_takes_too_long_and_goes_on(
     tmp_path: Path, dovecot: Dovecot, smtpd: SmtpServer
 ) -> None:

@@ -25,7 +25,7 @@ from processor.models import (
     request_to_json,
 )
 from processor.records import NewOutboxItem
-from processor.store import Store, upsert_registration
+from processor.store import BatchUndone, Store, upsert_registration
 
 
 def test_it_lets_only_one_worker_hold_the_lock(tmp_path: Path) -> None:
@@ -96,6 +96,33 @@ def test_a_nested_transaction_undoes_only_its_own_writes_and_commits_with_the_ou
         raise RuntimeError("the whole chunk failed")
     assert store.sync_token("lost") is None
     assert _row_count(path) == 1
+    store.close()
+
+
+def test_a_batch_is_undone_whole_when_a_nested_block_fails_even_if_caught(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "s.sqlite3"
+    store = Store(path)
+    with store.batch():
+        store.save_sync_state("kept", "1", None)  # nested, without a savepoint
+    assert store.sync_token("kept") == "1"
+    with pytest.raises(BatchUndone), store.batch():
+        store.save_sync_state("first", "2", None)
+        try:
+            with store.transaction() as db:
+                db.execute(
+                    "INSERT INTO mailbox_state(folder, sync_token, updated_at) "
+                    "VALUES ('half', 3, 0)"
+                )
+                raise RuntimeError("this message failed part-way")
+        except RuntimeError:
+            pass  # as decide_and_enqueue refers the message and goes on
+        store.save_sync_state("after", "4", None)
+    assert [store.sync_token(f) for f in ("first", "half", "after")] == [None, None, None]
+    assert _row_count(path) == 1
+    with store.transaction(), pytest.raises(RuntimeError, match="of its own"), store.batch():
+        pass
     store.close()
 
 
