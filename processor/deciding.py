@@ -99,12 +99,12 @@ def handle_chunk(
             elif stored.state != "stored":  # the same Message-ID was decided before
                 done.append((item.ref, stored.message_id, stored.destination))
             elif stored.attempts == 0:
-                svc.store.count_attempt(stored.message_id)
                 first_tries.append((item.ref, stored, email))
                 to_decide.add(stored.message_id)
             else:
                 retries.append((item.ref, stored, email))
                 to_decide.add(stored.message_id)
+        svc.store.count_first_attempts([stored.message_id for _, stored, _ in first_tries])
     for start in range(0, len(first_tries), DECIDE_BATCH):
         if svc.stop.is_set():
             break

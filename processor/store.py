@@ -201,14 +201,15 @@ class Store:
         name: str | None,
         subject: str,
     ) -> StoredMessage:
-        """Keep the raw bytes before any side effect; a known Message-ID is not stored twice."""
+        """Keep the raw bytes before any side effect; a known Message-ID is not stored twice.
+        The row as stored (or as it was, for a known one, at its new key)."""
         with self.statement() as db:
-            db.execute(
+            rows = db.execute(
                 "INSERT INTO messages(message_id, sha256, received_at, stored_at, raw, "
                 "raw_complete, size, mailbox_key, sync_token, sender, name, subject) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT(message_id) DO UPDATE SET mailbox_key = excluded.mailbox_key, "
-                "sync_token = excluded.sync_token",
+                f"sync_token = excluded.sync_token RETURNING {_STORED}",
                 (
                     message_id,
                     sha256,
@@ -223,10 +224,8 @@ class Store:
                     name,
                     subject,
                 ),
-            )
-        found = self.message(message_id)
-        assert found is not None
-        return found
+            ).fetchall()
+        return _stored(rows[0])
 
     def message(self, message_id: str) -> StoredMessage | None:
         row = self.db.execute(
@@ -244,6 +243,15 @@ class Store:
             )
             found.update((row["mailbox_key"], _stored(row)) for row in rows)
         return found
+
+    def count_first_attempts(self, message_ids: Sequence[str]) -> None:
+        """One start at handling each of these messages, none started before."""
+        with self.statement() as db:
+            for ids, marks in _in_lists(message_ids):
+                db.execute(
+                    f"UPDATE messages SET attempts = attempts + 1 WHERE message_id IN ({marks})",
+                    ids,
+                )
 
     def count_attempt(self, message_id: str) -> int:
         """One more start at handling the message; the number of starts so far."""
