@@ -34,6 +34,7 @@ _FORWARD_RE = re.compile(
 _OUTLOOK_HEADER_RE = re.compile(
     r"^\s*\*?From:\*?[^\n]*\n(?:[^\n]*\n){0,2}?\s*\*?(?:Sent|Date):\*?", re.MULTILINE
 )
+_ON_WROTE_RE = re.compile(r"^\s*On\b[^\n]{0,200}(?:\n[^\n]{0,200})?\bwrote:\s*$", re.MULTILINE)
 _PARSED_HEADERS = frozenset({"from", "reply-to", "subject"})
 # An address header the full parser would give back as it is: atoms for a name, one
 # dot-atom address with a dotted domain, no quotes, comments, groups or encoded words.
@@ -63,9 +64,6 @@ _REPLY_PATTERNS = _reply_patterns()
 def read_replies(text: str) -> ReplyText:
     """`text` split into replies, as mail-parser-reply's EmailReplyParser would."""
     return ReplyText(text=text, languages=list(_REPLY_LANGUAGES), **_REPLY_PATTERNS).read()
-
-
-_ON_WROTE_RE = re.compile(r"^\s*On\b[^\n]{0,200}(?:\n[^\n]{0,200})?\bwrote:\s*$", re.MULTILINE)
 
 
 class _CachingPolicy(email.policy.EmailPolicy):

@@ -61,9 +61,10 @@ class Store:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA foreign_keys=ON")
-        # A savepoint's journal (one per message's decision, see `transaction`) in
-        # memory: past 64 KiB SQLite spills it to a temporary file, which cost a
-        # backlog of 2000 requests some 50 000 writes of pages nobody reads back.
+        # A savepoint's journal in memory: past 64 KiB SQLite spills it to a temporary
+        # file. When each decision was a savepoint (as a batch decided again still has
+        # it, see `batch`), that cost a backlog of 2000 requests some 50 000 writes of
+        # pages nobody reads back.
         self.db.execute("PRAGMA temp_store=MEMORY")
         self._migrate()
         self._depth = 0  # open transaction() blocks: 0 none, 1 a transaction, more savepoints
