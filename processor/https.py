@@ -6,15 +6,16 @@ over plain SMTP) never imports requests.
 
 from __future__ import annotations
 
-import ssl
-from functools import lru_cache
+import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import requests
 import requests.adapters
+import requests.utils
 
-from processor.errors import ConfigError
+from processor.tls import trust_context
 
 
 class TimedHttpClient:
@@ -37,37 +38,49 @@ class TimedHttpClient:
 
 
 class _TrustAdapter(requests.adapters.HTTPAdapter):
-    """Verifies servers against an SSLContext (system store plus a private CA)."""
+    """Verifies servers against one SSLContext per process: the system store, the
+    private CA, and the bundle requests adds itself (the one REQUESTS_CA_BUNDLE or
+    CURL_CA_BUNDLE names, or else certifi's).
 
-    def __init__(self, context: ssl.SSLContext) -> None:
-        self._context = context
+    requests names that bundle for every pool, and urllib3 then loads it into the
+    context again for every new connection, 20 ms each; the context holds it already."""
+
+    def __init__(self, ca_file: Path | None) -> None:
+        self._named = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        bundle = self._named or requests.utils.DEFAULT_CA_BUNDLE_PATH
+        self._context = trust_context(ca_file, "graph.ca_file", bundle=bundle)
         super().__init__()
 
     def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
         kwargs["ssl_context"] = self._context
         super().init_poolmanager(*args, **kwargs)
 
+    def send(
+        self,
+        request: requests.PreparedRequest,
+        stream: bool = False,
+        timeout: float | tuple[float, float] | tuple[float, None] | None = None,
+        verify: bool | str = True,
+        cert: bytes | str | tuple[bytes | str, bytes | str] | None = None,
+        proxies: Mapping[str, str] | None = None,
+    ) -> requests.Response:
+        if self._named is not None and verify == self._named:
+            verify = True  # not a pool of its own that loads the bundle again
+        return super().send(request, stream, timeout, verify, cert, proxies)
+
+    def cert_verify(self, conn: Any, url: str, verify: bool | str, cert: Any) -> None:
+        super().cert_verify(conn, url, verify, cert)  # type: ignore[no-untyped-call]
+        if verify is True:  # requests named certifi's bundle: in the context already
+            conn.ca_certs = conn.ca_cert_dir = None
+
 
 def default_session(ca_file: Path | None) -> requests.Session:
-    """A Session trusting the system store, plus `ca_file` when configured.
+    """A Session trusting the system store, plus `ca_file` when configured and the
+    bundle REQUESTS_CA_BUNDLE names, as the contract promises.
 
     `session.verify = ca_file` would not do: it replaces the system store, and requests
-    lets REQUESTS_CA_BUNDLE override a Session's verify (psf/requests#3829). A CA bundle
-    named by REQUESTS_CA_BUNDLE is still added per request, as the contract promises.
+    lets REQUESTS_CA_BUNDLE override a Session's verify (psf/requests#3829).
     """
     session = requests.Session()
-    if ca_file is not None:
-        session.mount("https://", _TrustAdapter(_trust_context(ca_file)))
+    session.mount("https://", _TrustAdapter(ca_file))
     return session
-
-
-@lru_cache(maxsize=4)
-def _trust_context(ca_file: Path) -> ssl.SSLContext:
-    """One context per CA file and process, shared by its sessions: loading the system
-    store takes about 60 ms, and the worker has a session for tokens and one for Graph."""
-    context = ssl.create_default_context()
-    try:
-        context.load_verify_locations(cafile=str(ca_file))
-    except (OSError, ssl.SSLError) as exc:
-        raise ConfigError("graph.ca_file", f"cannot load CA certificate {ca_file}: {exc}") from exc
-    return context

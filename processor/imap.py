@@ -15,6 +15,7 @@ from processor import partial
 from processor.config import MailboxConfig
 from processor.errors import PermanentError, ProcessorError, TransientError
 from processor.ports import Destination, MessageRef
+from processor.tls import env_bundle, trust_context
 
 log = logging.getLogger(__name__)
 
@@ -280,7 +281,9 @@ class ImapMailbox:
         cfg = self._config
         where = f"{cfg.host}:{cfg.port}"
         with self._translated(f"connecting to {where}"):
-            context = self._tls_context()
+            context = None
+            if cfg.security != "none":
+                context = trust_context(cfg.ca_file, "mailbox.ca_file", bundle=env_bundle())
             client = IMAPClient(
                 cfg.host,
                 cfg.port,
@@ -321,18 +324,6 @@ class ImapMailbox:
                 f"({self._listed_under} -> {self._uidvalidity}); list it again"
             )
         return client
-
-    def _tls_context(self) -> ssl.SSLContext:
-        # The system trust store plus the configured CA (not instead of it).
-        context = ssl.create_default_context()
-        if self._config.ca_file is not None:
-            try:
-                context.load_verify_locations(cafile=str(self._config.ca_file))
-            except (OSError, ssl.SSLError) as exc:
-                raise PermanentError(
-                    f"cannot load mailbox.ca_file {self._config.ca_file}: {exc}"
-                ) from exc
-        return context
 
     def _login(self, client: IMAPClient) -> None:
         cfg = self._config

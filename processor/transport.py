@@ -22,23 +22,10 @@ from typing import TYPE_CHECKING
 
 from processor.config import SmtpConfig
 from processor.errors import ConfigError, PermanentError, TransientError
+from processor.tls import env_bundle, trust_context
 
 if TYPE_CHECKING:
     from _typeshed import ReadableBuffer
-
-
-def ssl_context(ca_file: Path | None) -> ssl.SSLContext:
-    """The system trust store, plus `ca_file` and REQUESTS_CA_BUNDLE when given."""
-    context = ssl.create_default_context()  # honours SSL_CERT_FILE / SSL_CERT_DIR
-    extra = [ca_file, os.environ.get("REQUESTS_CA_BUNDLE") or None]
-    for path in extra:
-        if path is None:
-            continue
-        try:
-            context.load_verify_locations(cafile=str(path))
-        except (OSError, ssl.SSLError) as exc:
-            raise ConfigError("smtp.ca_file", f"cannot load CA file {path}: {exc}") from exc
-    return context
 
 
 def _is_temporary(code: int) -> bool:
@@ -170,7 +157,7 @@ class SmtpTransport:
         try:
             if cfg.security == "ssl":
                 smtp: _SMTP = _SMTP_SSL(
-                    cfg.host, cfg.port, timeout=cfg.timeout, context=ssl_context(cfg.ca_file)
+                    cfg.host, cfg.port, timeout=cfg.timeout, context=self._trust()
                 )
             else:
                 smtp = _SMTP(cfg.host, cfg.port, timeout=cfg.timeout)
@@ -179,7 +166,7 @@ class SmtpTransport:
         try:
             smtp.ehlo()
             if cfg.security == "starttls":
-                smtp.starttls(context=ssl_context(cfg.ca_file))
+                smtp.starttls(context=self._trust())
                 smtp.ehlo()
             self._login(smtp)
         except BaseException as exc:
@@ -188,6 +175,9 @@ class SmtpTransport:
                 raise _translate(exc, f"opening {self.where}") from exc
             raise
         return smtp
+
+    def _trust(self) -> ssl.SSLContext:
+        return trust_context(self.config.ca_file, "smtp.ca_file", bundle=env_bundle())
 
     def _login(self, smtp: _SMTP) -> None:
         cfg = self.config
