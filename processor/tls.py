@@ -40,12 +40,20 @@ def trust_context(ca_file: Path | None, key: str, *, bundle: str | None) -> ssl.
 
 @lru_cache(maxsize=16)
 def _context(key: str, ca_file: Path | None, bundle: str | None) -> ssl.SSLContext:
-    context = ssl.create_default_context()
+    context = ssl.create_default_context()  # SSL_CERT_FILE and SSL_CERT_DIR honoured
+    system = ssl.get_default_verify_paths().cafile
     for path, source in ((ca_file, key), (bundle, BUNDLE_VARIABLE)):
-        if path is None:
-            continue
+        if path is None or _same_file(path, system):
+            continue  # often so: REQUESTS_CA_BUNDLE names the system's bundle
         try:
             context.load_verify_locations(cafile=str(path))
         except (OSError, ssl.SSLError) as exc:
             raise ConfigError(source, f"cannot load CA file {path}: {exc}") from exc
     return context
+
+
+def _same_file(path: Path | str, other: str | None) -> bool:
+    try:
+        return other is not None and os.path.samefile(path, other)
+    except OSError:
+        return False

@@ -49,6 +49,28 @@ def test_a_ca_file_that_will_not_load_is_a_config_error_naming_it(tmp_path: Path
     assert raised.value.key == BUNDLE_VARIABLE
 
 
+def test_a_bundle_that_is_the_system_store_is_not_loaded_twice(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    system = _ca_file(tmp_path, "system.pem")
+    monkeypatch.setenv("SSL_CERT_FILE", str(system))  # the system store, for OpenSSL
+    copy = tmp_path / "copy.pem"
+    copy.write_bytes(system.read_bytes())
+    loads: list[object] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(context: ssl.SSLContext, *args: object, **kwargs: object) -> None:
+        loads.append(kwargs.get("cafile"))
+        load(context, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+
+    trust_context(None, "smtp.ca_file", bundle=str(system))
+    assert loads == []
+    trust_context(None, "smtp.ca_file", bundle=str(copy))
+    assert loads == [str(copy)]
+
+
 def test_the_bundle_the_environment_names_is_trusted_for_imap_too(
     make_dovecot: MakeDovecot, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
