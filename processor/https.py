@@ -15,7 +15,7 @@ import requests
 import requests.adapters
 import requests.utils
 
-from processor.tls import trust_context
+from processor.tls import env_bundle, trust_context
 
 
 class TimedHttpClient:
@@ -46,7 +46,7 @@ class _TrustAdapter(requests.adapters.HTTPAdapter):
     context again for every new connection, 20 ms each; the context holds it already."""
 
     def __init__(self, ca_file: Path | None) -> None:
-        self._named = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+        self._named = env_bundle() or os.environ.get("CURL_CA_BUNDLE")  # as requests reads
         bundle = self._named or requests.utils.DEFAULT_CA_BUNDLE_PATH
         self._context = trust_context(ca_file, "graph.ca_file", bundle=bundle)
         super().__init__()

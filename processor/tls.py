@@ -29,17 +29,13 @@ def env_bundle() -> str | None:
     return os.environ.get(BUNDLE_VARIABLE) or None
 
 
+@lru_cache(maxsize=16)
 def trust_context(ca_file: Path | None, key: str, *, bundle: str | None) -> ssl.SSLContext:
     """The system store, plus `ca_file` (the config's `key`) and `bundle` (as a rule
     `env_bundle()`) when given; built once per process for each key, file and bundle.
 
     A CA file that cannot be loaded is a ConfigError naming its key, or the variable.
     """
-    return _context(key, ca_file, bundle)
-
-
-@lru_cache(maxsize=16)
-def _context(key: str, ca_file: Path | None, bundle: str | None) -> ssl.SSLContext:
     context = ssl.create_default_context()  # SSL_CERT_FILE and SSL_CERT_DIR honoured
     system = ssl.get_default_verify_paths().cafile
     for path, source in ((ca_file, key), (bundle, BUNDLE_VARIABLE)):

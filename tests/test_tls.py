@@ -22,9 +22,21 @@ def _ca_file(tmp_path: Path, name: str) -> Path:
     return path
 
 
-def test_each_kind_of_connection_gets_one_context_of_its_own(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def loads(monkeypatch: pytest.MonkeyPatch) -> list[object]:
+    """The CA files loaded into any SSLContext from now on."""
+    loaded: list[object] = []
+    load = ssl.SSLContext.load_verify_locations
+
+    def counted(context: ssl.SSLContext, *args: object, **kwargs: object) -> None:
+        loaded.append(kwargs.get("cafile") or args[0])
+        load(context, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    return loaded
+
+
+def test_each_kind_of_connection_gets_one_context_of_its_own(tmp_path: Path) -> None:
     ca_file = _ca_file(tmp_path, "ca.pem")
 
     imap = trust_context(ca_file, "mailbox.ca_file", bundle=None)
@@ -50,20 +62,12 @@ def test_a_ca_file_that_will_not_load_is_a_config_error_naming_it(tmp_path: Path
 
 
 def test_a_bundle_that_is_the_system_store_is_not_loaded_twice(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loads: list[object]
 ) -> None:
     system = _ca_file(tmp_path, "system.pem")
     monkeypatch.setenv("SSL_CERT_FILE", str(system))  # the system store, for OpenSSL
     copy = tmp_path / "copy.pem"
     copy.write_bytes(system.read_bytes())
-    loads: list[object] = []
-    load = ssl.SSLContext.load_verify_locations
-
-    def counted(context: ssl.SSLContext, *args: object, **kwargs: object) -> None:
-        loads.append(kwargs.get("cafile"))
-        load(context, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
 
     trust_context(None, "smtp.ca_file", bundle=str(system))
     assert loads == []
@@ -89,7 +93,11 @@ def test_the_bundle_the_environment_names_is_trusted_for_imap_too(
 
 @pytest.mark.parametrize("trusted_by", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "graph.ca_file"])
 def test_graph_sessions_load_no_bundle_per_connection(
-    trusted_by: str, graph_fake: GraphFake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    trusted_by: str,
+    graph_fake: GraphFake,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    request: pytest.FixtureRequest,
 ) -> None:
     # requests names a bundle file for every pool (REQUESTS_CA_BUNDLE's, or else
     # certifi's), and urllib3 loaded it into the context on each new connection: 20 ms.
@@ -101,14 +109,7 @@ def test_graph_sessions_load_no_bundle_per_connection(
     else:
         config = graph_config(graph_fake, tmp_path)
     TokenProvider(config).token(graph_scope(config.base_url))  # the context, built once
-    loads: list[object] = []
-    load = ssl.SSLContext.load_verify_locations
-
-    def counted(context: ssl.SSLContext, *args: object, **kwargs: object) -> None:
-        loads.append(args or kwargs)
-        load(context, *args, **kwargs)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(ssl.SSLContext, "load_verify_locations", counted)
+    loads = request.getfixturevalue("loads")  # counting from here on
 
     # Two more providers: two sessions, each with connections of its own.
     for _ in range(2):
