@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import suppress
 from dataclasses import asdict
 from datetime import UTC, datetime
 from pathlib import Path
@@ -75,6 +76,16 @@ def _row_count(path: Path) -> int:
         return int(db.execute("SELECT COUNT(*) FROM mailbox_state").fetchone()[0])
 
 
+def _write_then_fail(store: Store, folder: str) -> None:
+    """A nested block that writes a row, then fails, as one message's decision can."""
+    with store.transaction() as db:
+        db.execute(
+            "INSERT INTO mailbox_state(folder, sync_token, updated_at) VALUES (?, 1, 0)",
+            (folder,),
+        )
+        raise RuntimeError("this message failed")
+
+
 def test_a_nested_transaction_undoes_only_its_own_writes_and_commits_with_the_outer(
     tmp_path: Path,
 ) -> None:
@@ -82,11 +93,8 @@ def test_a_nested_transaction_undoes_only_its_own_writes_and_commits_with_the_ou
     store = Store(path)
     with store.transaction():
         store.save_sync_state("kept", "1", None)  # itself a transaction(): a savepoint
-        with pytest.raises(RuntimeError), store.transaction() as db:
-            db.execute(
-                "INSERT INTO mailbox_state(folder, sync_token, updated_at) VALUES ('undone', 1, 0)"
-            )
-            raise RuntimeError("this message failed")
+        with pytest.raises(RuntimeError):
+            _write_then_fail(store, "undone")
         assert store.sync_token("kept") == "1"
         assert store.sync_token("undone") is None
         assert _row_count(path) == 0  # nothing durable before the outer commit
@@ -109,15 +117,8 @@ def test_a_batch_is_undone_whole_when_a_nested_block_fails_even_if_caught(
     assert store.sync_token("kept") == "1"
     with pytest.raises(BatchUndone), store.batch():
         store.save_sync_state("first", "2", None)
-        try:
-            with store.transaction() as db:
-                db.execute(
-                    "INSERT INTO mailbox_state(folder, sync_token, updated_at) "
-                    "VALUES ('half', 3, 0)"
-                )
-                raise RuntimeError("this message failed part-way")
-        except RuntimeError:
-            pass  # as decide_and_enqueue refers the message and goes on
+        with suppress(RuntimeError):  # as decide_and_enqueue refers the message, goes on
+            _write_then_fail(store, "half")
         store.save_sync_state("after", "4", None)
     assert [store.sync_token(f) for f in ("first", "half", "after")] == [None, None, None]
     assert _row_count(path) == 1
