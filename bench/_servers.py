@@ -10,8 +10,10 @@ from __future__ import annotations
 import atexit
 import json
 import shutil
+import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -37,7 +39,16 @@ from tests.support import COMMITTEE, NOW, cli_command, cli_env, write_config  # 
 SHARED = Path(os.environ.get("PROCESSOR_SHARED_DIR", REPO.parent / "shared"))
 LOAD_BATCH = 200  # messages per MULTIAPPEND (RFC 3502) when filling the inbox
 
-__all__ = ["NOW", "Servers", "cli_command", "cli_env", "load_requests", "request", "servers"]
+__all__ = [
+    "NOW",
+    "Servers",
+    "cli_command",
+    "cli_env",
+    "load_requests",
+    "request",
+    "run_once",
+    "servers",
+]
 
 
 @dataclass
@@ -100,13 +111,10 @@ def _graph_fake(root: Path) -> GraphFake | None:
     return fake
 
 
-# Each run's files are removed when the bench exits, not when the run ends. Without a
-# journal, as on the machines these figures come from, ext4 will not reuse an inode
-# freed in the last 60 s (300 s while its inode table block is unwritten), so every
-# new file scans past them (fs/ext4/ialloc.c, recently_deleted). Removing one run's
-# 6000 or so files just before the next run made Dovecot's filing of that run's 2000
-# Sent copies take 1.9 s instead of 0.7 s, and a --repeat 10 set's median ratio 2.1x
-# instead of 1.7x; the floor makes no new files. See bench/README.md.
+# Each run's files are removed when the bench exits, not when the run ends: without a
+# journal, ext4 will not reuse an inode freed in the last 60 s, so every new file scans
+# past them (fs/ext4/ialloc.c, recently_deleted), and each run would pay, in Dovecot's
+# Sent filing, for the one removed before it. bench/README.md has the figures.
 _REMOVE_AT_EXIT: list[Path] = []
 
 
@@ -137,3 +145,30 @@ def servers(
         smtpd.stop()
         dovecot.stop()
         _REMOVE_AT_EXIT.extend([dovecot.dir, root])
+
+
+def run_once(
+    env: Servers,
+    *,
+    profile_to: Path | None = None,
+    checkout: Path | None = None,
+    cwd: Path | None = None,
+) -> tuple[float, str]:
+    """`run --once` over the backlog in `env`: wall seconds and the worker's log.
+
+    `checkout` runs that checkout's `processor` (on PYTHONPATH; give a `cwd` outside
+    any checkout, or `python -m` loads the one there); `profile_to` runs it under cProfile.
+    """
+    command = cli_command(env.config, "run", "--once", "--now", NOW)
+    if profile_to is not None:
+        command[1:3] = ["-m", "cProfile", "-o", str(profile_to), "-m", "processor"]
+    run_env = cli_env() if checkout is None else {**cli_env(), "PYTHONPATH": str(checkout)}
+    started = time.perf_counter()
+    result = subprocess.run(
+        command, capture_output=True, text=True, env=run_env, cwd=cwd, timeout=900
+    )
+    elapsed = time.perf_counter() - started
+    if result.returncode != 0:
+        where = "" if checkout is None else f" of {checkout}"
+        sys.exit(f"run --once{where} failed ({result.returncode}):\n{result.stderr[-3000:]}")
+    return elapsed, result.stderr

@@ -25,12 +25,11 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import NOW, REPO, cli_command, cli_env, load_requests, servers
+from _servers import REPO, cli_env, load_requests, run_once, servers
 
 
 def main() -> None:
@@ -41,7 +40,11 @@ def main() -> None:
     args = parser.parse_args()
 
     sides = {"this": REPO, "other": args.other.resolve()}
-    neutral = Path(tempfile.mkdtemp(prefix="ab-"))
+    with tempfile.TemporaryDirectory(prefix="ab-") as neutral:
+        compare(sides, args.rounds, args.n, Path(neutral))
+
+
+def compare(sides: dict[str, Path], rounds: int, n: int, neutral: Path) -> None:
     for name, root in sides.items():
         loaded = subprocess.run(
             [sys.executable, "-c", "import processor; print(processor.__file__)"],
@@ -55,10 +58,10 @@ def main() -> None:
 
     walls: dict[str, list[float]] = {name: [] for name in sides}
     cpus: dict[str, list[float]] = {name: [] for name in sides}
-    for number in range(args.rounds):
+    for number in range(rounds):
         order = list(sides) if number % 2 == 0 else list(reversed(sides))
         for name in order:
-            wall, cpu = one_run(sides[name], args.n, neutral)
+            wall, cpu = one_run(sides[name], n, neutral)
             walls[name].append(wall)
             cpus[name].append(cpu)
             print(
@@ -77,19 +80,8 @@ def one_run(root: Path, n: int, cwd: Path) -> tuple[float, float]:
     with servers() as env:
         load_requests(env.dovecot, range(n))
         before = resource.getrusage(resource.RUSAGE_CHILDREN)
-        started = time.perf_counter()
-        result = subprocess.run(
-            cli_command(env.config, "run", "--once", "--now", NOW),
-            capture_output=True,
-            text=True,
-            env={**cli_env(), "PYTHONPATH": str(root)},
-            cwd=cwd,
-            timeout=900,
-        )
-        wall = time.perf_counter() - started
+        wall, _ = run_once(env, checkout=root, cwd=cwd)
         after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    if result.returncode != 0:
-        sys.exit(f"run --once of {root} failed:\n{result.stderr[-3000:]}")
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     return wall, cpu
 

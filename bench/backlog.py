@@ -29,7 +29,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _servers import NOW, Servers, cli_command, cli_env, load_requests, request, servers
+from _servers import Servers, cli_command, cli_env, load_requests, request, run_once, servers
 
 from processor.dispatch import REPLY_GROUP
 from processor.store import Store
@@ -178,18 +178,6 @@ def files_sent_copies(env: Servers) -> None:
     env.config.write_text(
         env.config.read_text().replace("[smtp]\n", "[smtp]\nserver_files_sent = true\n")
     )
-
-
-def run_once(env: Servers, *, profile_to: Path | None = None) -> tuple[float, str]:
-    command = cli_command(env.config, "run", "--once", "--now", NOW)
-    if profile_to is not None:
-        command[1:3] = ["-m", "cProfile", "-o", str(profile_to), "-m", "processor"]
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=cli_env(), timeout=900)
-    elapsed = time.perf_counter() - started
-    if result.returncode != 0:
-        sys.exit(f"run --once failed ({result.returncode}):\n{result.stderr[-3000:]}")
-    return elapsed, result.stderr
 
 
 def check_outcome(env: Servers, n: int) -> None:
